@@ -1,0 +1,70 @@
+"""Normalization of the lifter's 2D input and 3D output, shared by training and the live loop.
+
+2D input (version 1)
+    keypoints (..., 33, 3) = x_px, y_px, visibility. Landmarks that are missing (NaN) or whose
+    visibility is below ``MIN_VISIBILITY`` get x = y = 0 and visibility 0. The rest are
+    centred on the 2D hip midpoint and divided by the body scale: the RMS distance of the 12
+    body joints from that midpoint (never near zero for a visible body, independent of image
+    size and of the person's distance to the camera). Output (..., 33, 3) = x, y, visibility.
+
+3D output (version 1)
+    root-relative pose (..., 33, 3) in metres, origin at the hip midpoint, camera-aligned axes
+    (x right, y down, z away from the camera, OpenCV's convention). The network predicts it
+    divided by ``OUTPUT_SCALE_M``; ``denormalize_3d`` undoes that.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .skeleton import BODY_JOINTS, LEFT_HIP, NUM_LANDMARKS, RIGHT_HIP
+
+NORMALIZATION_VERSION = 1
+MIN_VISIBILITY = 0.05
+OUTPUT_SCALE_M = 1.0
+_MIN_SCALE_PX = 1e-3
+
+
+def _check(points: np.ndarray, dims: int) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim < 2 or points.shape[-2:] != (NUM_LANDMARKS, dims):
+        raise ValueError(f"expected (..., {NUM_LANDMARKS}, {dims}), got {points.shape}")
+    return points
+
+
+def normalize_2d(keypoints: np.ndarray) -> np.ndarray:
+    """(..., 33, 3) pixels + visibility -> (..., 33, 3) normalized x, y + visibility.
+
+    Frames whose hips or body scale cannot be computed (no person) come out all zero.
+    """
+    kp = _check(keypoints, 3)
+    xy = kp[..., :2]
+    vis = np.nan_to_num(kp[..., 2], nan=0.0)
+    valid = np.isfinite(xy).all(axis=-1) & (vis >= MIN_VISIBILITY)
+    xy = np.where(valid[..., None], xy, np.nan)
+    center = 0.5 * (xy[..., LEFT_HIP, :] + xy[..., RIGHT_HIP, :])           # (..., 2)
+    body = xy[..., list(BODY_JOINTS), :] - center[..., None, :]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN frames: no person
+        scale = np.sqrt(np.nanmean(np.sum(body ** 2, axis=-1), axis=-1))     # (...,)
+    ok = np.isfinite(center).all(axis=-1) & np.isfinite(scale) & (scale > _MIN_SCALE_PX)
+    safe_scale = np.where(ok, scale, 1.0)
+    out_xy = (xy - center[..., None, :]) / safe_scale[..., None, None]
+    keep = valid & ok[..., None]
+    out = np.zeros(kp.shape, dtype=np.float32)
+    out[..., :2] = np.where(keep[..., None], out_xy, 0.0)
+    out[..., 2] = np.where(keep, vis, 0.0)
+    return out
+
+
+def normalize_3d(pose: np.ndarray) -> np.ndarray:
+    """(..., 33, 3) metres (any origin) -> root-relative network target (..., 33, 3)."""
+    p = _check(pose, 3)
+    root = 0.5 * (p[..., LEFT_HIP, :] + p[..., RIGHT_HIP, :])
+    return (p - root[..., None, :]) / OUTPUT_SCALE_M
+
+
+def denormalize_3d(y: np.ndarray) -> np.ndarray:
+    """Network output (..., 33, 3) -> root-relative pose in metres (..., 33, 3)."""
+    return _check(y, 3) * np.float32(OUTPUT_SCALE_M)

@@ -1,0 +1,4 @@
+"""posits.realtime: the live pipeline (capture, MediaPipe 2D, ONNX lifter + LSTM, view, outputs).
+
+Runtime only: never imports TensorFlow.
+"""

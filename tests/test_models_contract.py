@@ -1,0 +1,85 @@
+"""The models/ contract: skeleton topology, normalization, manifest checks."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from posits.models import MODELS_DIR, manifest, skeleton
+from posits.models.normalize import (NORMALIZATION_VERSION, denormalize_3d, normalize_2d,
+                                     normalize_3d)
+
+
+def test_skeleton_tables_consistent():
+    assert len(skeleton.LANDMARK_NAMES) == 33
+    assert all(0 <= a < 33 and 0 <= b < 33 and a != b for a, b in skeleton.BONES)
+    # the mirror map is an involution that swaps left and right names
+    assert np.array_equal(skeleton.MIRROR[skeleton.MIRROR], np.arange(33))
+    for i, j in enumerate(skeleton.MIRROR):
+        ni, nj = skeleton.LANDMARK_NAMES[i], skeleton.LANDMARK_NAMES[j]
+        assert ni.replace("left", "X").replace("right", "left").replace("X", "right") == nj
+    # mirroring maps bones onto bones
+    bones = {frozenset(b) for b in skeleton.BONES}
+    assert {frozenset((int(skeleton.MIRROR[a]), int(skeleton.MIRROR[b]))) for a, b in skeleton.BONES} == bones
+
+
+def test_mediapipe_agrees_on_names():
+    from mediapipe.tasks.python.vision import PoseLandmark
+    for member in PoseLandmark:
+        assert skeleton.LANDMARK_NAMES[member.value] == member.name.lower()
+
+
+def test_normalize_2d_invariant_to_translation_and_scale(walk_poses):
+    kp = next(p for p in walk_poses if p is not None).keypoints
+    moved = kp.copy()
+    moved[:, :2] = moved[:, :2] * 2.5 + np.array([100.0, -40.0])
+    a, b = normalize_2d(kp), normalize_2d(moved)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    hips = 0.5 * (a[skeleton.LEFT_HIP, :2] + a[skeleton.RIGHT_HIP, :2])
+    np.testing.assert_allclose(hips, 0.0, atol=1e-5)
+
+
+def test_normalize_2d_missing_landmarks_and_empty_frames(walk_poses):
+    kp = next(p for p in walk_poses if p is not None).keypoints.copy()
+    kp[15] = np.nan                           # a missing wrist
+    kp[16, 2] = 0.0                           # an invisible wrist
+    empty = np.full((33, 3), np.nan, np.float32)
+    out = normalize_2d(np.stack([kp, empty]))
+    assert np.isfinite(out).all()
+    assert out[0, 15].tolist() == [0, 0, 0] and out[0, 16].tolist() == [0, 0, 0]
+    assert not out[1].any()
+
+
+def test_3d_round_trip():
+    rng = np.random.default_rng(0)
+    pose = rng.normal(size=(4, 33, 3)).astype(np.float32) + 5.0
+    rel = denormalize_3d(normalize_3d(pose))
+    root = 0.5 * (pose[:, 23] + pose[:, 24])
+    np.testing.assert_allclose(rel, pose - root[:, None], atol=1e-5)
+
+
+def test_shipped_manifest_matches_files():
+    data = manifest.load()
+    assert data["normalization_version"] == NORMALIZATION_VERSION
+    for role in data["models"]:
+        path, entry = manifest.resolve(role)
+        assert path.is_file() and entry["sha256"] == manifest.sha256(path)
+
+
+def test_manifest_refuses_mismatch(tmp_path):
+    shutil.copy(MODELS_DIR / "manifest.json", tmp_path / "manifest.json")
+    entry = manifest.load()["models"]["pose_landmarker"]
+    (tmp_path / entry["file"]).write_bytes(b"a different file")
+    with pytest.raises(manifest.ModelError, match="sha256"):
+        manifest.resolve("pose_landmarker", tmp_path)
+    with pytest.raises(manifest.ModelError, match="no 'lifter2' model"):
+        manifest.resolve("lifter2", tmp_path)
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    data["manifest_version"] = 99
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(manifest.ModelError, match="manifest_version"):
+        manifest.load(tmp_path)
+    with pytest.raises(manifest.ModelError, match="no manifest.json"):
+        manifest.load(tmp_path / "nowhere")
