@@ -2,3 +2,10 @@
 
 Runtime only: never imports TensorFlow.
 """
+
+
+def __getattr__(name):          # lazy: `from posits.realtime import lift_sequence`
+    if name == "lift_sequence":
+        from .lift import lift_sequence
+        return lift_sequence
+    raise AttributeError(name)

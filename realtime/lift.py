@@ -1,0 +1,195 @@
+"""The 3D stages: ONNX CNN lifter and streaming ONNX LSTM smoother, and ``lift_sequence``.
+
+ONNX contract (written by ``posits-train export``, described in models/manifest.json):
+
+lifter    input  ``keypoints`` (N, W, 33, 3) float32: the last W frames of normalized 2D
+                 (models/normalize.normalize_2d), oldest first, the current frame last
+          output ``pose``      (N, 33, 3) float32: normalized root-relative 3D
+smoother  inputs ``pose_in`` (N, 33, 3) lifter output, ``keypoints`` (N, 33, 3) current
+                 normalized 2D, ``h_in`` and ``c_in`` (N, U) LSTM state
+          outputs ``pose`` (N, 33, 3) refined pose, ``h_out`` and ``c_out`` (N, U) next state
+
+W and U are read from the ONNX sessions themselves. ONNX Runtime never leaves this module.
+"""
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from posits.models import manifest
+from posits.models.manifest import ModelError
+from posits.models.normalize import denormalize_3d, normalize_2d
+from posits.models.skeleton import NUM_LANDMARKS
+from .types import Pose2D, Pose3D
+
+
+class OnnxModel:
+    """One ONNX Runtime session on the CPU: named inputs in, named outputs out.
+
+    Args:
+        path: the .onnx file.
+        threads: intra-op threads (the live loop shares 2 cores with MediaPipe: default 1).
+    """
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:    # onnxruntime raises its own Fail/InvalidProtobuf types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(f"cannot load ONNX model {path}: {first}") from None
+        self.inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, **feeds: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+
+
+def _require(model: OnnxModel, role: str, inputs: set[str], outputs: set[str]) -> None:
+    if not inputs <= set(model.inputs) or not outputs <= set(model.outputs):
+        raise ModelError(f"{role} model has inputs {sorted(model.inputs)} and outputs "
+                         f"{sorted(model.outputs)}; expected {sorted(inputs)} -> {sorted(outputs)}")
+
+
+class Lifter:
+    """Normalized 2D window -> root-relative 3D (the CNN lifter). Keeps the last W frames.
+
+    ``__call__(keypoints_2d)`` takes one frame's (33, 3) pixels + visibility and returns the
+    normalized 3D pose (33, 3); ``reset()`` forgets the history (after a gap).
+    """
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        self.model = OnnxModel(path, threads)
+        _require(self.model, "lifter", {"keypoints"}, {"pose"})
+        shape = self.model.inputs["keypoints"]
+        if len(shape) != 4 or not isinstance(shape[1], int) or tuple(shape[2:]) != (NUM_LANDMARKS, 3):
+            raise ModelError(f"lifter input 'keypoints' has shape {shape}; expected (N, W, 33, 3)")
+        self.window = int(shape[1])
+        self._history: deque[np.ndarray] = deque(maxlen=self.window)
+
+    def reset(self) -> None:
+        self._history.clear()
+
+    def __call__(self, normalized_2d: np.ndarray) -> np.ndarray:
+        """(33, 3) normalized 2D of the current frame -> (33, 3) normalized 3D."""
+        if not self._history:       # a new track: pad the window with its first frame
+            self._history.extend([normalized_2d] * self.window)
+        else:
+            self._history.append(normalized_2d)
+        window = np.stack(self._history)[None].astype(np.float32)
+        return self.model(keypoints=window)["pose"][0]
+
+
+class Smoother:
+    """The streaming LSTM: one step per frame, its (h, c) state carried here explicitly.
+
+    ``update(pose, normalized_2d)`` returns the refined normalized pose; ``reset()`` zeroes the
+    state (call it when the person is lost).
+    """
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        self.model = OnnxModel(path, threads)
+        _require(self.model, "smoother", {"pose_in", "keypoints", "h_in", "c_in"},
+                 {"pose", "h_out", "c_out"})
+        units = self.model.inputs["h_in"][-1]
+        if not isinstance(units, int):
+            raise ModelError(f"smoother state h_in has no fixed size: {self.model.inputs['h_in']}")
+        self.units = units
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, self.units), np.float32)
+        self._c = np.zeros((1, self.units), np.float32)
+
+    def update(self, pose: np.ndarray, normalized_2d: np.ndarray) -> np.ndarray:
+        out = self.model(pose_in=pose[None].astype(np.float32),
+                         keypoints=normalized_2d[None].astype(np.float32),
+                         h_in=self._h, c_in=self._c)
+        self._h, self._c = out["h_out"], out["c_out"]
+        return out["pose"][0]
+
+
+class PoseLifter:
+    """The whole 3D stage for one person: Pose2D -> Pose3D, lifter then (optionally) LSTM.
+
+    Args:
+        models_dir: folder with manifest.json, lifter and smoother (default: shipped models/).
+        use_lstm: False runs the lifter alone.
+        threads: ONNX Runtime intra-op threads per model.
+
+    Loading checks each file against the manifest (sha256, normalization version).
+    ``timings`` holds the last call's milliseconds for "lift" and "lstm".
+    """
+
+    def __init__(self, models_dir: str | Path | None = None, use_lstm: bool = True, threads: int = 1):
+        lifter_path, self.lifter_entry = manifest.resolve("lifter", models_dir)
+        self.lifter = Lifter(lifter_path, threads)
+        self.smoother = None
+        if use_lstm:
+            smoother_path, self.smoother_entry = manifest.resolve("smoother", models_dir)
+            self.smoother = Smoother(smoother_path, threads)
+        self.timings: dict[str, float] = {}
+
+    def reset(self) -> None:
+        self.lifter.reset()
+        if self.smoother is not None:
+            self.smoother.reset()
+
+    def __call__(self, pose2d: Pose2D | None) -> Pose3D | None:
+        """The 3D pose for this frame, or None (and a reset) when there is no person."""
+        import time
+        if pose2d is None:
+            self.reset()
+            self.timings = {"lift": 0.0, "lstm": 0.0}
+            return None
+        t0 = time.perf_counter()
+        x = normalize_2d(pose2d.keypoints)
+        y = self.lifter(x)
+        t1 = time.perf_counter()
+        if self.smoother is not None:
+            y = self.smoother.update(y, x)
+        t2 = time.perf_counter()
+        self.timings = {"lift": 1e3 * (t1 - t0), "lstm": 1e3 * (t2 - t1)}
+        return Pose3D(xyz=denormalize_3d(y).astype(np.float32))
+
+
+def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: float = 30.0,
+                  models_dir: str | Path | None = None, use_lstm: bool = True) -> np.ndarray:
+    """Lift a sequence of 2D keypoints to 3D with the shipped ONNX models, frame by frame.
+
+    Args:
+        keypoints_2d: (T, 33, 3) float: x, y in pixels and visibility; NaN rows for frames
+            with no person.
+        image_size: (width, height) of the images the keypoints come from.
+        fps: frame rate of the sequence (the models are trained at 30 fps).
+        models_dir: another trained model set (default: the shipped one).
+        use_lstm: False returns the lifter alone.
+
+    Returns:
+        (T, 33, 3) float32 metres, origin at the hip midpoint, camera-aligned axes (x right,
+        y down, z away from the camera); NaN rows where the input had none. The LSTM state
+        (and the lifter's window) is reset after every gap, exactly as in posits-live.
+    """
+    kp = np.asarray(keypoints_2d, dtype=np.float32)
+    if kp.ndim != 3 or kp.shape[1:] != (NUM_LANDMARKS, 3):
+        raise ValueError(f"keypoints_2d must be (T, 33, 3), got {kp.shape}")
+    width, height = image_size
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image_size must be positive (width, height), got {image_size}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    stage = PoseLifter(models_dir, use_lstm=use_lstm)
+    out = np.full(kp.shape, np.nan, dtype=np.float32)
+    for t, frame in enumerate(kp):
+        present = np.isfinite(frame[:, :2]).any()
+        pose = stage(Pose2D(keypoints=frame) if present else None)
+        if pose is not None:
+            out[t] = pose.xyz
+    return out

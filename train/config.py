@@ -1,0 +1,70 @@
+"""Training configuration: one dataclass, every field commented, a default and a --quick preset."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from .dataset import DataConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)   # (DataConfig) how sequences are made
+    lifter_trials: int = 10        # (int) hyperopt TPE trials for the lifter
+    smoother_trials: int = 4       # (int) hyperopt TPE trials for the LSTM
+    search_epochs: int = 6         # (int) epochs per lifter trial (early stopping may cut it)
+    search_steps: int = 120        # (int) batches per epoch in a lifter trial
+    smoother_search_epochs: int = 6  # (int) epochs per LSTM trial
+    fit_epochs: int = 40           # (int) max epochs of the final lifter fit
+    fit_steps: int = 300           # (int) batches per epoch of the final lifter fit
+    smoother_epochs: int = 30      # (int) max epochs of the final LSTM fit
+    baseline_epochs: int = 25      # (int) max epochs of the MLP baseline
+    batch: int = 256               # (int) lifter batch size (windows)
+    seed: int = 0                  # (int) seeds data, search and training
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        data = dict(data)
+        if "data" in data:
+            dknown = {f.name for f in fields(DataConfig)}
+            bad = set(data["data"]) - dknown
+            if bad:
+                raise ValueError(f"unknown data config keys: {', '.join(sorted(bad))}")
+            d = dict(data["data"])
+            for k in ("body_scale", "speed"):
+                if k in d:
+                    d[k] = tuple(d[k])
+            data["data"] = DataConfig(**d)
+        for k, v in data.items():
+            if k != "data" and not isinstance(v, int):
+                raise ValueError(f"config key {k} must be an integer, got {v!r}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"bad config {path}: {exc}") from None
+
+    def with_seed(self, seed: int) -> "TrainConfig":
+        return replace(self, seed=seed, data=replace(self.data, seed=seed))
+
+
+DEFAULT = TrainConfig()
+
+#: A tiny run (about 2-3 minutes on 2 cores) for tests and smoke checks: same code, less of it.
+QUICK = TrainConfig(
+    data=DataConfig(seq_len=32, real_sequences=150, synth_sequences=150, synth_clips=8,
+                    val_sequences=40, test_cameras=1),
+    lifter_trials=2, smoother_trials=1, search_epochs=2, search_steps=15,
+    smoother_search_epochs=2, fit_epochs=4, fit_steps=30, smoother_epochs=4, baseline_epochs=2,
+    batch=128)

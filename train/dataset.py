@@ -1,0 +1,268 @@
+"""Training data: motion clips -> augmented 3D sequences -> virtual cameras -> noisy 2D.
+
+A *sample sequence* is L consecutive frames of one (augmented) clip seen by one camera:
+    x2d (L, 33, 3)  detector-like 2D, normalized (models/normalize.normalize_2d)
+    y3d (L, 33, 3)  root-relative 3D in camera axes, metres (normalize_3d)
+The lifter learns from windows of x2d ending at each frame; the LSTM from whole sequences.
+Splits are by clip: no frame of a validation or test clip is ever used for training.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from posits.models.normalize import normalize_2d, normalize_3d
+from posits.models.skeleton import MIRROR, NUM_LANDMARKS
+from . import project
+
+log = logging.getLogger(__name__)
+
+# Clips held out from training (whole clips). Test: real motion from two sources that the
+# models never see (the CMU clip is a different subject, studio and skeleton from DeepMimic).
+TEST_CLIPS = ("cmu/playground", "deepmimic/dance_b", "deepmimic/spinkick", "deepmimic/jump")
+VAL_CLIPS = ("deepmimic/punch", "deepmimic/getup_faceup")
+
+# Kinematic tree over the 33 landmarks for bone-length scaling: (child, parent, segment name).
+# -1 is the hip midpoint, -2 the shoulder midpoint.
+_TREE = (
+    (23, -1, "hip"), (24, -1, "hip"), (-2, -1, "torso"),
+    (11, -2, "shoulder"), (12, -2, "shoulder"),
+    *[(j, -2, "head") for j in range(11)],
+    (13, 11, "upper_arm"), (14, 12, "upper_arm"), (15, 13, "forearm"), (16, 14, "forearm"),
+    *[(j, 15, "hand") for j in (17, 19, 21)], *[(j, 16, "hand") for j in (18, 20, 22)],
+    (25, 23, "thigh"), (26, 24, "thigh"), (27, 25, "shin"), (28, 26, "shin"),
+    *[(j, 27, "foot") for j in (29, 31)], *[(j, 28, "foot") for j in (30, 32)],
+)
+SEGMENTS = ("hip", "torso", "shoulder", "head", "upper_arm", "forearm", "hand", "thigh", "shin", "foot")
+ARM = (13, 15, 17, 19, 21)      # left arm below the shoulder (mirror for the right)
+LEG = (25, 27, 29, 31)          # left leg below the hip
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How training sequences are made (recorded in the manifest)."""
+
+    seq_len: int = 64                 # frames per sample sequence (30 fps)
+    real_sequences: int = 3000        # sample sequences cut from real training clips
+    synth_sequences: int = 3000       # sample sequences from synthetic motion
+    synth_clips: int = 150            # synthetic clips generated (300 frames each)
+    val_sequences: int = 400
+    test_cameras: int = 4             # virtual cameras per test clip
+    mirror: float = 0.5               # probability of a left/right mirrored sequence
+    bone_scale: float = 0.07          # std of per-segment length factors
+    body_scale: tuple = (0.85, 1.15)  # overall body size factor
+    speed: tuple = (0.7, 1.4)         # playback speed factor
+    limb_mix: float = 0.3             # probability of swapping in the arms/legs of another clip
+    seed: int = 0
+    noise: dict = field(default_factory=lambda: asdict(project.NoiseConfig()))
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+# --- 3D augmentation (world frame, y up) -------------------------------------------------
+
+def mirror(joints: np.ndarray) -> np.ndarray:
+    """Mirror (T, 33, 3) motion left/right: reflect x and swap the left/right labels."""
+    out = joints[:, MIRROR].copy()
+    out[..., 0] *= -1.0
+    return out
+
+
+def scale_bones(joints: np.ndarray, factors: dict[str, float], overall: float) -> np.ndarray:
+    """Rescale every segment of (T, 33, 3) motion by ``factors[segment] * overall``.
+
+    Bones are scaled as vectors from their parent, in tree order, so the pose (directions)
+    is kept and feet stay attached to legs. The hip midpoint stays where it was.
+    """
+    root = joints[:, 23:25].mean(axis=1)
+    shoulders = joints[:, 11:13].mean(axis=1)
+    src = {-1: root, -2: shoulders, **{j: joints[:, j] for j in range(NUM_LANDMARKS)}}
+    dst = {-1: root}
+    for child, parent, seg in _TREE:
+        dst[child] = dst[parent] + (src[child] - src[parent]) * factors[seg] * overall
+    return np.stack([dst[j] for j in range(NUM_LANDMARKS)], axis=1)
+
+
+def resample(joints: np.ndarray, speed: float) -> np.ndarray:
+    """Play (T, 33, 3) motion ``speed`` times faster (linear interpolation)."""
+    T = joints.shape[0]
+    t = np.arange(0.0, T - 1, speed)
+    i = np.floor(t).astype(int)
+    w = (t - i)[:, None, None]
+    return (1 - w) * joints[i] + w * joints[np.minimum(i + 1, T - 1)]
+
+
+def _torso_frame(joints: np.ndarray) -> np.ndarray:
+    """(T, 33, 3) -> (T, 3, 3) rows: body right (hip axis), up (hip->shoulder), forward."""
+    right = joints[:, 24] - joints[:, 23]
+    up = joints[:, 11:13].mean(1) - joints[:, 23:25].mean(1)
+    fwd = np.cross(right, up)
+    fwd /= np.linalg.norm(fwd, axis=-1, keepdims=True) + 1e-9
+    up /= np.linalg.norm(up, axis=-1, keepdims=True) + 1e-9
+    right = np.cross(up, fwd)
+    return np.stack([right, up, fwd], axis=1)
+
+
+def mix_limbs(joints: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Give (T, 33, 3) motion the arms or the legs of ``donor`` (same T), in the torso frame.
+
+    Each donor limb is taken relative to its shoulder/hip, rotated from the donor's torso
+    frame into the receiver's, and re-attached; limb lengths follow the donor (close enough:
+    bone scaling runs afterwards anyway).
+    """
+    out = joints.copy()
+    rf, df = _torso_frame(joints), _torso_frame(donor)
+    rot = np.einsum("tji,tjk->tik", rf, df)               # donor frame -> receiver frame
+    chains = [(11, ARM), (23, LEG)][rng.integers(2)]
+    base, chain = chains
+    for b, idx in ((base, chain), (int(MIRROR[base]), tuple(int(MIRROR[j]) for j in chain))):
+        rel = donor[:, list(idx)] - donor[:, b:b + 1]
+        out[:, list(idx)] = joints[:, b:b + 1] + np.einsum("tij,tkj->tki", rot, rel)
+    return out
+
+
+def augment(joints: np.ndarray, donor: np.ndarray | None, cfg: DataConfig,
+            rng: np.random.Generator) -> np.ndarray:
+    """One random augmentation of a (T, 33, 3) clip segment (world frame)."""
+    if donor is not None and rng.random() < cfg.limb_mix:
+        joints = mix_limbs(joints, donor[: len(joints)], rng)
+    if rng.random() < cfg.mirror:
+        joints = mirror(joints)
+    factors = {}
+    for seg in SEGMENTS:
+        factors[seg] = float(np.clip(rng.normal(1.0, cfg.bone_scale), 0.8, 1.2))
+    return scale_bones(joints, factors, rng.uniform(*cfg.body_scale))
+
+
+# --- sample sequences -----------------------------------------------------------------------
+
+def _segments(clips, n: int, cfg: DataConfig, rng, augment_on: bool):
+    """n random (seq_len, 33, 3) world-frame segments from ``clips`` (with speed changes)."""
+    L = cfg.seq_len
+    lengths = np.array([len(c) for c in clips], float)
+    for _ in range(n):
+        c = rng.choice(len(clips), p=lengths / lengths.sum())
+        speed = rng.uniform(*cfg.speed) if augment_on else 1.0
+        need = int(np.ceil(L * speed)) + 2
+        clip = clips[c]
+        if len(clip) < need:
+            clip = np.concatenate([clip, clip[::-1]] * (need // max(len(clip), 1) + 1))
+        a = rng.integers(0, len(clip) - need + 1)
+        seg = clip[a:a + need]
+        if speed != 1.0:
+            seg = resample(seg, speed)
+        yield seg[:L]
+
+
+def make_sequences(clips: list[np.ndarray], n: int, cfg: DataConfig, rng: np.random.Generator,
+                   augment_on: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """n sample sequences -> (x2d (n, L, 33, 3) normalized 2D, y3d (n, L, 33, 3) root-relative)."""
+    noise = project.NoiseConfig(**cfg.noise)
+    xs, ys = [], []
+    donors = list(_segments(clips, n, cfg, rng, augment_on)) if augment_on else None
+    for i, seg in enumerate(_segments(clips, n, cfg, rng, augment_on)):
+        if augment_on:
+            seg = augment(seg, donors[i], cfg, rng)
+        camera = project.random_camera(seg, rng)
+        cam3d, px = project.view(seg, camera)
+        xs.append(normalize_2d(project.corrupt(px, camera.size, rng, noise)))
+        ys.append(normalize_3d(cam3d))
+    return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
+
+
+def view_clip(joints: np.ndarray, cfg: DataConfig, rng) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """A whole test clip through one random camera: (kp2d px (T, 33, 3), y3d (T, 33, 3), size)."""
+    camera = project.random_camera(joints, rng)
+    cam3d, px = project.view(joints, camera)
+    noise = project.NoiseConfig(**{**cfg.noise, "swap_rate": 0.0})
+    return project.corrupt(px, camera.size, rng, noise), normalize_3d(cam3d), camera.size
+
+
+@dataclass
+class Dataset:
+    """Arrays for training and validation, and the held-out test views."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test: list[dict]            # {"clip", "camera", "kp2d", "y3d", "size"} per test view
+    info: dict
+
+    def save(self, path: Path) -> None:
+        arrays = {"train_x": self.train_x, "train_y": self.train_y,
+                  "val_x": self.val_x, "val_y": self.val_y}
+        for i, t in enumerate(self.test):
+            arrays[f"test{i}_kp2d"], arrays[f"test{i}_y3d"] = t["kp2d"], t["y3d"]
+        meta = {"info": self.info, "test": [{k: t[k] for k in ("clip", "camera", "size")} for t in self.test]}
+        arrays["meta"] = np.array(json.dumps(meta))
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Dataset":
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            test = [{**m, "size": tuple(m["size"]), "kp2d": z[f"test{i}_kp2d"], "y3d": z[f"test{i}_y3d"]}
+                    for i, m in enumerate(meta["test"])]
+            return cls(z["train_x"], z["train_y"], z["val_x"], z["val_y"], test, meta["info"])
+
+
+def split_clips(clips) -> tuple[list, list, list]:
+    """Split mocap.Clip objects by name into (train, val, test) lists."""
+    names = {c.name for c in clips}
+    missing = [n for n in TEST_CLIPS + VAL_CLIPS if n not in names]
+    if missing:
+        raise ValueError(f"motion data lacks the held-out clips {missing}")
+    test = [c for c in clips if c.name in TEST_CLIPS]
+    val = [c for c in clips if c.name in VAL_CLIPS]
+    train = [c for c in clips if c.name not in TEST_CLIPS + VAL_CLIPS]
+    return train, val, test
+
+
+def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Dataset:
+    """Make (or load from ``cache_dir``) the dataset for ``cfg``."""
+    cache = Path(cache_dir) / f"dataset-{cfg.key()}.npz" if cache_dir else None
+    if cache is not None and cache.is_file():
+        log.info("dataset from cache %s", cache)
+        return Dataset.load(cache)
+    from .mocap import load_motion
+    from .synth import synth_clips
+    rng = np.random.default_rng(cfg.seed)
+    train, val, test = split_clips(load_motion())
+    synth = [c.joints for c in synth_clips(cfg.synth_clips, 300, seed=cfg.seed)]
+    rx, ry = make_sequences([c.joints for c in train], cfg.real_sequences, cfg, rng)
+    sx, sy = make_sequences(synth, cfg.synth_sequences, cfg, rng)
+    vx, vy = make_sequences([c.joints for c in val], cfg.val_sequences, cfg, rng, augment_on=False)
+    views = []
+    for clip in test:
+        for k in range(cfg.test_cameras):
+            kp, y3d, size = view_clip(clip.joints, cfg, rng)
+            views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size})
+    info = {"config": asdict(cfg), "key": cfg.key(),
+            "train_clips": [c.name for c in train], "val_clips": [c.name for c in val],
+            "test_clips": [c.name for c in test],
+            "sources": sorted({f"{c.source} ({c.licence})" for c in train + val + test}),
+            "synthetic_clips": cfg.synth_clips,
+            "train_frames_real": int(sum(len(c.joints) for c in train))}
+    ds = Dataset(np.concatenate([rx, sx]), np.concatenate([ry, sy]), vx, vy, views, info)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        ds.save(cache)
+    return ds
+
+
+def windows(x: np.ndarray, window: int) -> np.ndarray:
+    """Causal windows of sequences: (N, L, 33, 3) -> (N, L, W, 33, 3), edge-padded at the start
+    exactly like the live lifter pads a new track with its first frame."""
+    pad = np.repeat(x[:, :1], window - 1, axis=1)
+    xp = np.concatenate([pad, x], axis=1)
+    idx = np.arange(x.shape[1])[:, None] + np.arange(window)[None, :]
+    return xp[:, idx]

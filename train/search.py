@@ -1,0 +1,103 @@
+"""hyperopt (TPE) searches: lifter architecture/optimizer, then LSTM size and loss weights.
+
+Each trial trains briefly on the training clips and is scored on the validation clips (never
+the test clips). The lifter's objective is its validation MPJPE (mm); the LSTM's is its
+validation position error plus its acceleration error (mm + mm/frame^2), so that a smoother
+that lags or one that jitters both score badly.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+
+def lifter_space():
+    from hyperopt import hp
+    return {
+        "window": hp.choice("window", [1, 3, 5, 9]),
+        "filters": hp.choice("filters", [32, 64, 128]),
+        "kernel": hp.choice("kernel", [1, 3, 5]),
+        "conv_layers": hp.choice("conv_layers", [1, 2]),
+        "pool": hp.choice("pool", [1, 2, 3]),
+        "units": hp.choice("units", [256, 384, 512]),
+        "blocks": hp.choice("blocks", [1, 2]),
+        "dropout": hp.uniform("dropout", 0.0, 0.3),
+        "lr": hp.loguniform("lr", np.log(3e-4), np.log(3e-3)),
+        "patience": hp.choice("patience", [3, 5, 8]),
+    }
+
+
+def smoother_space():
+    from hyperopt import hp
+    return {
+        "lstm_units": hp.choice("lstm_units", [64, 128, 192]),
+        "vel_weight": hp.uniform("vel_weight", 0.5, 4.0),
+        "acc_weight": hp.uniform("acc_weight", 1.0, 8.0),
+        "lstm_lr": hp.loguniform("lstm_lr", np.log(5e-4), np.log(3e-3)),
+    }
+
+
+def _clean(params: dict) -> dict:
+    return {k: (int(v) if isinstance(v, (np.integer,)) or (isinstance(v, float) and v.is_integer()
+                                                            and k not in ("lr", "lstm_lr", "dropout"))
+                else float(v) if isinstance(v, (float, np.floating)) else v)
+            for k, v in params.items()}
+
+
+def _run(space, objective, trials_n: int, seed: int, log_path: Path, progress) -> tuple[dict, list]:
+    from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
+    trials = Trials()
+    records = []
+
+    def wrapped(params):
+        t0 = time.time()
+        params = _clean(params)
+        score = float(objective(params))
+        records.append({"params": params, "score": score, "seconds": round(time.time() - t0, 1)})
+        log_path.write_text(json.dumps(records, indent=2) + "\n")
+        if progress is not None:
+            progress(len(records), trials_n, score)
+        return {"loss": score, "status": STATUS_OK}
+
+    best = fmin(wrapped, space, algo=tpe.suggest, max_evals=trials_n, trials=trials,
+                rstate=np.random.default_rng(seed), show_progressbar=False)
+    return _clean(space_eval(space, best)), records
+
+
+def search_lifter(data: Dataset, trials: int, epochs: int, steps: int, seed: int, log_path: Path,
+                  progress=None) -> tuple[dict, list]:
+    from .fit import fit_lifter
+
+    def objective(params):
+        _, hist = fit_lifter(params, data, epochs=epochs, steps=steps, patience=params["patience"], seed=seed)
+        return 1000.0 * min(hist["val_loss"])
+
+    return _run(lifter_space(), objective, trials, seed, log_path, progress)
+
+
+def smoother_score(seq_model, lifted_val: np.ndarray, data: Dataset) -> float:
+    """Validation position error (mm) + acceleration error (mm/frame^2) of a smoother."""
+    pred = seq_model.predict([lifted_val, data.val_x], verbose=0, batch_size=256)
+    gt = data.val_y
+    pos = 1000.0 * np.linalg.norm(pred - gt, axis=-1).mean()
+    acc = 1000.0 * np.linalg.norm(np.diff(pred, 2, axis=1) - np.diff(gt, 2, axis=1), axis=-1).mean()
+    return float(pos + acc)
+
+
+def search_smoother(lifted_train, lifted_val, data: Dataset, trials: int, epochs: int, seed: int,
+                    log_path: Path, progress=None) -> tuple[dict, list]:
+    from .fit import fit_smoother
+
+    def objective(params):
+        seq, _, _ = fit_smoother(params, lifted_train, data, lifted_val, epochs=epochs, patience=3, seed=seed)
+        return smoother_score(seq, lifted_val, data)
+
+    return _run(smoother_space(), objective, trials, seed, log_path, progress)
