@@ -255,8 +255,9 @@ def _mirror(offset: tuple[float, float, float]) -> np.ndarray:
     return np.array([offset[0], offset[1], -offset[2]])
 
 
-def _side_offsets(table: Mapping[str, tuple[float, float, float]]) -> dict[str, np.ndarray]:
-    """Left entries as given plus their mirrored right counterparts; centre entries unchanged."""
+def side_offsets(table: Mapping[str, tuple[float, float, float]]) -> dict[str, np.ndarray]:
+    """Offsets table (name -> (3,)) with each left entry mirrored to its right counterpart
+    (right component negated); centre entries unchanged."""
     out: dict[str, np.ndarray] = {}
     for name, off in table.items():
         out[name] = np.asarray(off, np.float64)
@@ -288,9 +289,9 @@ def place_landmarks(centres: Mapping[str, np.ndarray], frames: Mapping[str, np.n
     fwd, up, outward = hip_offset
     hips = {"left_hip": (fwd, up, -outward), "right_hip": (fwd, up, outward)}  # left = -z
     groups = [
-        (_side_offsets(FACE_OFFSETS), lambda n: ("head", "head")),
-        (_side_offsets(HAND_OFFSETS), lambda n: (n.split("_")[0] + "_wrist", n.split("_")[0] + "_hand")),
-        (_side_offsets(FOOT_OFFSETS), lambda n: (n.split("_")[0] + "_ankle", n.split("_")[0] + "_foot")),
+        (side_offsets(FACE_OFFSETS), lambda n: ("head", "head")),
+        (side_offsets(HAND_OFFSETS), lambda n: (n.split("_")[0] + "_wrist", n.split("_")[0] + "_hand")),
+        (side_offsets(FOOT_OFFSETS), lambda n: (n.split("_")[0] + "_ankle", n.split("_")[0] + "_foot")),
         ({k: np.asarray(v) for k, v in hips.items()}, lambda n: (n, "pelvis")),
     ]
     for table, where in groups:
@@ -301,13 +302,6 @@ def place_landmarks(centres: Mapping[str, np.ndarray], frames: Mapping[str, np.n
         missing = [LANDMARK_NAMES[i] for i in np.unique(np.nonzero(np.isnan(out))[1])]
         raise ValueError(f"landmarks not placed: {missing}")
     return out.astype(np.float32)
-
-
-def ground_to_zero(joints: np.ndarray, percentile: float = 5.0, sole: float = 0.02) -> np.ndarray:
-    """Shift (T, 33, 3) vertically so the lowest landmark sits about `sole` m above y = 0 in most
-    frames (the `percentile` of the per-frame minimum height); returns a shifted copy."""
-    low = np.percentile(joints[:, :, 1].min(axis=1), percentile)
-    return joints - np.array([0.0, low - sole, 0.0], dtype=joints.dtype)
 
 
 # ---------------------------------------------------------------------------------------------

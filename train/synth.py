@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mocap import FPS, REF_LEG_LENGTH, Clip, axis_rotation, place_landmarks
+from .mocap import FOOT_OFFSETS, FPS, REF_LEG_LENGTH, Clip, axis_rotation, place_landmarks, side_offsets
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +224,8 @@ def pose_body(body: Body, angles: dict[str, np.ndarray], yaw: np.ndarray, root_x
 
 def _ground_lift(c: dict[str, np.ndarray], f: dict[str, np.ndarray], scale: float) -> np.ndarray:
     """Root height (T,) putting the lowest heel/toe at y ~ 0, smoothed to avoid kinks."""
-    from .mocap import FOOT_OFFSETS, _side_offsets
     lows = []
-    for name, off in _side_offsets(FOOT_OFFSETS).items():
+    for name, off in side_offsets(FOOT_OFFSETS).items():
         side = name.split("_")[0]
         lows.append((c[f"{side}_ankle"] + scale * (f[f"{side}_foot"] @ off))[:, 1])
     lift = -np.min(lows, axis=0)
