@@ -461,7 +461,7 @@ class FrameReader:
     ``get()``) from one consumer thread; ``stop()`` may be called from any thread.
     """
 
-    def __init__(self, source: Source, policy: Policy | None = None, queue_size: int = 8,
+    def __init__(self, source: Source, policy: Policy | None = None, queue_size: int = 4,
                  stall_timeout: float | None = 5.0, join_timeout: float = 2.0):
         self.source = source
         self.policy: Policy = policy or ("latest" if source.is_live else "all")

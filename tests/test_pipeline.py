@@ -1,0 +1,178 @@
+"""The threaded pipeline on real clips with the real MediaPipe detector (and the shipped 3D
+models once they exist): order, back-pressure, the camera policy, errors and shutdown."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from posits.models import manifest
+from posits.realtime.capture import LivePacing, VideoSource
+from posits.realtime.detect import PoseDetector
+from posits.realtime.pipeline import Pipeline
+from conftest import NO_PERSON, WALK
+
+log = logging.getLogger(__name__)
+
+PERIOD = 1 / 30.0
+
+
+def posits_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("posits-")]
+
+
+def has_3d_models() -> bool:
+    try:
+        models = manifest.load()["models"]
+    except manifest.ModelError:
+        return False
+    return "lifter" in models and "smoother" in models
+
+
+needs_3d = pytest.mark.skipif(not has_3d_models(), reason="no trained lifter/smoother in models/ yet")
+
+
+@pytest.fixture
+def detector():
+    with PoseDetector() as det:
+        yield det
+
+
+def test_video_every_frame_in_order(detector):
+    """walk.mp4 through capture + MediaPipe: 150 results in order, a person in most frames,
+    per-stage timings, nothing dropped, threads gone afterwards."""
+    t0 = time.monotonic()
+    with Pipeline(VideoSource(WALK), detector) as pipeline:
+        results = list(pipeline)
+    elapsed = time.monotonic() - t0
+    log.info("2D pipeline on walk.mp4: %.1f frames/s, %s", len(results) / elapsed, pipeline.stats)
+    assert [r.frame.index for r in results] == list(range(150))
+    assert sum(r.pose2d is not None for r in results) >= 0.9 * 150
+    assert all(r.pose3d is None for r in results)
+    assert all(set(r.timings) == {"capture", "detect"} for r in results)
+    assert all(r.timings["detect"] > 0 for r in results)
+    stats = pipeline.stats
+    assert stats.processed == 150 and stats.dropped == 0
+    assert stats.fps > 0 and stats.latency_ms > 0
+    assert not pipeline.running and not posits_threads()
+
+
+def test_no_person_gives_none(detector):
+    """A clip with nobody in it: a result for each of the 30 frames, all without a pose."""
+    with Pipeline(VideoSource(NO_PERSON), detector) as pipeline:
+        results = list(pipeline)
+    assert len(results) == 30
+    assert all(r.pose2d is None and r.pose3d is None for r in results)
+
+
+def test_video_slow_consumer_applies_back_pressure(detector):
+    """A consumer slower than inference still gets every frame of a file, in order."""
+    indices = []
+    with Pipeline(VideoSource(NO_PERSON), detector) as pipeline:
+        for result in pipeline:
+            time.sleep(0.03)
+            indices.append(result.frame.index)
+    assert indices == list(range(30))
+    assert pipeline.stats.dropped == 0
+
+
+def test_camera_policy_slow_consumer(detector):
+    """A file paced like a camera, a consumer 3x slower than its frame rate: frames are
+    dropped and counted, latency stays bounded, breaking out stops everything at once."""
+    consumer_time = 3 * PERIOD
+    latencies, indices = [], []
+    with Pipeline(LivePacing(VideoSource(WALK)), detector) as pipeline:
+        for result in pipeline:
+            latencies.append(time.monotonic() - result.frame.t_capture)
+            indices.append(result.frame.index)
+            time.sleep(consumer_time)
+            if len(indices) == 20:
+                t0 = time.monotonic()
+                break
+    stop_time = time.monotonic() - t0
+    stats = pipeline.stats
+    assert stats.dropped > 0
+    assert indices == sorted(set(indices))
+    detect_ms = max(stats.stages_ms["detect"], 20.0)
+    # a result waits at most one consumer step; its frame was at most ~2 periods old
+    bound = consumer_time + 2 * PERIOD + 2 * detect_ms / 1e3
+    assert max(latencies[1:]) < bound, f"latency {max(latencies) * 1e3:.0f} ms > {bound * 1e3:.0f} ms"
+    assert stop_time < 2.0
+    assert not posits_threads()
+
+
+def test_worker_exception_reaches_consumer():
+    """A detector closed before the run: its RuntimeError surfaces in the consumer thread."""
+    detector = PoseDetector()
+    detector.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        with Pipeline(VideoSource(WALK), detector) as pipeline:
+            for _ in pipeline:
+                pass
+    assert not posits_threads()
+
+
+class _UnpluggedVideo(VideoSource):
+    """Fault injection on a real clip: the 6th read raises, as a failing device would."""
+
+    def read(self):
+        frame = super().read()
+        if frame is not None and frame.index == 5:
+            raise OSError("device unplugged")
+        return frame
+
+
+def test_capture_exception_reaches_consumer(detector):
+    """A read error in the capture thread crosses the inference thread to the consumer,
+    after the results of the frames read before it."""
+    got = []
+    with pytest.raises(OSError, match="unplugged"):
+        for result in Pipeline(_UnpluggedVideo(WALK), detector):
+            got.append(result.frame.index)
+    assert got == [0, 1, 2, 3, 4]
+    assert not posits_threads()
+
+
+def test_keyboard_interrupt_in_consumer_shuts_down(detector):
+    """Ctrl-C in the consumer loop: the interrupt propagates, both threads are gone and the
+    capture is released."""
+    source = VideoSource(WALK)
+    with pytest.raises(KeyboardInterrupt):
+        with Pipeline(source, detector) as pipeline:
+            for result in pipeline:
+                if result.frame.index == 10:
+                    raise KeyboardInterrupt
+    assert not pipeline.running and not posits_threads()
+    assert source.read() is None
+
+
+def test_stop_from_another_thread_wakes_consumer(detector):
+    """stop() called by another thread (e.g. the window closing) ends the consumer's loop."""
+    pipeline = Pipeline(LivePacing(VideoSource(WALK), speed=0.05), detector)   # 1.5 frames/s
+    stopper = threading.Timer(0.5, pipeline.stop)
+    t0 = time.monotonic()
+    stopper.start()
+    results = list(pipeline)
+    assert time.monotonic() - t0 < 2.0
+    assert len(results) <= 2
+    assert not posits_threads()
+
+
+@needs_3d
+def test_3d_stage_on_video(detector):
+    """With the shipped lifter + LSTM: a 3D pose wherever there is a 2D one, stage timings."""
+    from posits.realtime.lift import PoseLifter
+    lifter = PoseLifter()
+    t0 = time.monotonic()
+    with Pipeline(VideoSource(WALK), detector, lifter) as pipeline:
+        results = list(pipeline)
+    elapsed = time.monotonic() - t0
+    log.info("2D+3D pipeline on walk.mp4: %.1f frames/s, %s", len(results) / elapsed, pipeline.stats)
+    assert [r.frame.index for r in results] == list(range(150))
+    assert all((r.pose3d is None) == (r.pose2d is None) for r in results)
+    assert all(set(r.timings) == {"capture", "detect", "lift", "lstm"} for r in results)
+    poses = [r.pose3d.xyz for r in results if r.pose3d is not None]
+    assert len(poses) >= 0.9 * 150
+    assert all(p.shape == (33, 3) and p.dtype.name == "float32" for p in poses)
