@@ -3,6 +3,7 @@ models once they exist): order, back-pressure, the camera policy, errors and shu
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 
@@ -146,6 +147,24 @@ def test_keyboard_interrupt_in_consumer_shuts_down(detector):
                     raise KeyboardInterrupt
     assert not pipeline.running and not posits_threads()
     assert source.read() is None
+
+
+def test_ctrl_c_while_waiting_for_a_result(detector):
+    """A real SIGINT while the consumer is blocked waiting for the next result (a slow
+    camera): KeyboardInterrupt is raised at once and both threads are gone."""
+    pipeline = Pipeline(LivePacing(VideoSource(WALK), speed=0.05), detector)   # 1.5 frames/s
+    main = threading.main_thread().ident
+    ctrl_c = threading.Timer(0.5, signal.pthread_kill, args=(main, signal.SIGINT))
+    got = []
+    t0 = time.monotonic()
+    ctrl_c.start()
+    with pytest.raises(KeyboardInterrupt):
+        with pipeline:
+            for result in pipeline:
+                got.append(result.frame.index)
+    assert time.monotonic() - t0 < 2.5
+    assert got == [0]
+    assert not pipeline.running and not posits_threads()
 
 
 def test_stop_from_another_thread_wakes_consumer(detector):
