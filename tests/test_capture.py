@@ -243,6 +243,19 @@ def test_blocked_consumer_wakes_on_stop():
     assert not consumer.is_alive() and got == [None]
 
 
+def test_stalled_live_source_ends_the_stream(caplog):
+    """A live source that stops delivering (here: 1 frame/s, stall limit 0.3 s) ends the
+    stream cleanly with a warning instead of leaving the consumer waiting."""
+    reader = FrameReader(LivePacing(VideoSource(WALK), speed=1 / 30), stall_timeout=0.3)
+    with reader:
+        assert reader.get() is not None
+        t0 = time.monotonic()
+        assert reader.get() is None
+        assert 0.25 < time.monotonic() - t0 < 1.0
+    assert "no frame for 0.3 s" in caplog.text
+    assert not posits_threads()
+
+
 class _UnpluggedVideo(VideoSource):
     """Fault injection on a real clip: the 6th read raises, as a failing device would."""
 
