@@ -11,13 +11,13 @@ from .dataset import DataConfig
 @dataclass(frozen=True)
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)   # (DataConfig) how sequences are made
-    lifter_trials: int = 10        # (int) hyperopt TPE trials for the lifter
+    lifter_trials: int = 16        # (int) hyperopt TPE trials for the lifter
     smoother_trials: int = 4       # (int) hyperopt TPE trials for the LSTM
     search_epochs: int = 6         # (int) epochs per lifter trial (early stopping may cut it)
-    search_steps: int = 120        # (int) batches per epoch in a lifter trial
+    search_steps: int = 150        # (int) batches per epoch in a lifter trial
     smoother_search_epochs: int = 6  # (int) epochs per LSTM trial
-    fit_epochs: int = 40           # (int) max epochs of the final lifter fit
-    fit_steps: int = 300           # (int) batches per epoch of the final lifter fit
+    fit_epochs: int = 60           # (int) max epochs of the final lifter fit
+    fit_steps: int = 400           # (int) batches per epoch of the final lifter fit
     smoother_epochs: int = 30      # (int) max epochs of the final LSTM fit
     baseline_epochs: int = 25      # (int) max epochs of the MLP baseline
     batch: int = 256               # (int) lifter batch size (windows)

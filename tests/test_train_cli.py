@@ -1,0 +1,132 @@
+"""posits-train end to end with --quick: training lowers the validation loss, the ONNX export
+matches Keras (lifter outputs, and the LSTM stepped frame by frame vs the full sequence), the
+report and manifest are complete, and run directories behave (exists, resume, install)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from posits.models import MODELS_DIR, manifest
+
+TRAIN = [sys.executable, "-m", "posits.train"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    run_dir = root / "run"
+    proc = subprocess.run(TRAIN + ["--quick", "--run-dir", str(run_dir), "--cache-dir", str(root / "cache")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir, root, proc
+
+
+def test_run_directory_contents(quick_run):
+    run_dir, _, proc = quick_run
+    for name in ("config.json", "log.txt", "data.json", "search_lifter.json", "search_smoother.json",
+                 "best_params.json", "checkpoints/lifter.weights.h5", "checkpoints/smoother.weights.h5",
+                 "export/lifter.onnx", "export/smoother.onnx", "export/manifest.json", "report.json", "report.md"):
+        assert (run_dir / name).is_file(), name
+    assert "lifter + LSTM" in proc.stdout                      # the table is printed
+
+
+def test_training_lowers_validation_loss(quick_run):
+    fit = json.loads((quick_run[0] / "checkpoints" / "fit.json").read_text())
+    for part in ("lifter", "smoother", "baseline"):
+        val = fit[part]["history"]["val_loss"]
+        assert min(val) < val[0], f"{part}: {val}"
+    trials = json.loads((quick_run[0] / "search_lifter.json").read_text())
+    assert len(trials) == 2 and all(np.isfinite(t["score"]) for t in trials)
+
+
+def test_export_parity_on_real_motion(quick_run):
+    """Recompute parity here on validation sequences (real mocap, held out from training)."""
+    from posits.train import export, fit
+    from posits.train.config import TrainConfig
+    from posits.train.run import Run
+    run = Run(quick_run[0], TrainConfig.load(quick_run[0] / "config.json"), quick_run[1] / "cache")
+    lifter, seq, _, _, _ = run._models()
+    d = run.data
+    w = lifter.inputs[0].shape[1]
+    x = fit.gather_windows(d.val_x, np.arange(len(d.val_x)), np.full(len(d.val_x), d.val_x.shape[1] - 1), w)
+    assert export.lifter_parity(lifter, quick_run[0] / "export" / "lifter.onnx", x) < 1e-4
+    lifted = fit.lift_sequences(lifter, d.val_x[:8])
+    assert export.smoother_parity(seq, quick_run[0] / "export" / "smoother.onnx", lifted, d.val_x[:8]) < 1e-4
+
+
+def test_manifest_describes_exports(quick_run):
+    data = manifest.load(quick_run[0] / "export")
+    for role in ("lifter", "smoother"):
+        path, entry = manifest.resolve(role, quick_run[0] / "export")
+        assert entry["normalization_version"] == 1 and entry["hyperparameters"]
+        assert entry["data"]["test_clips"] and entry["metrics"]["lifter + LSTM"]["pa_mpjpe_mm"] > 0
+        assert {i["name"] for i in entry["inputs"]} >= ({"keypoints"} if role == "lifter" else {"h_in", "c_in"})
+    assert set(data["models"]) == {"lifter", "smoother"}
+
+
+def test_report_compares_methods(quick_run):
+    report = json.loads((quick_run[0] / "report.json").read_text())
+    assert set(report["methods"]) == {"mean pose", "2D at constant depth", "MLP baseline (1 frame)",
+                                      "lifter (CNN)", "lifter + LSTM"}
+    for scores in report["methods"].values():
+        assert all(np.isfinite(v) and v >= 0 for v in scores.values())
+    assert "cmu/playground" in report["test_clips"]
+    assert len(report["per_joint_mpjpe_mm"]) == 33
+
+
+def test_existing_run_dir_is_refused_then_resumed(quick_run):
+    run_dir = str(quick_run[0])
+    proc = subprocess.run(TRAIN + ["--quick", "--run-dir", run_dir], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "exists" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(TRAIN + ["--run-dir", run_dir, "--resume", "--cache-dir", str(quick_run[1] / "cache")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert proc.stdout.count("...") == 0                      # every stage was already done
+
+
+def test_install_merges_into_a_models_folder(quick_run, tmp_path):
+    target = tmp_path / "models"
+    target.mkdir()
+    shutil.copy(MODELS_DIR / "manifest.json", target)
+    shutil.copy(MODELS_DIR / "pose_landmarker_full.task", target)
+    proc = subprocess.run(TRAIN + ["install", "--run-dir", str(quick_run[0]), "--models-dir", str(target)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    roles = set(manifest.load(target)["models"])
+    assert roles >= {"pose_landmarker", "lifter", "smoother"}
+    for role in roles:
+        manifest.resolve(role, target)                         # every file matches its entry
+    from posits.realtime.lift import lift_sequence
+    kp = np.full((5, 33, 3), np.nan, np.float32)
+    assert np.isnan(lift_sequence(kp, (640, 480), models_dir=target)).all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "/nonexistent.json"], "bad config"),            # missing config file
+    (["install"], "install needs --run-dir"),                      # install without a run
+    (["install", "--run-dir", "/nonexistent/run"], "no run in"),   # install from a non-run
+])
+def test_bad_invocations_are_one_line_errors(args, message):
+    proc = subprocess.run(TRAIN + args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bad_config_values(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"lifter_trials": "many"}))
+    proc = subprocess.run(TRAIN + ["--config", str(cfg), "--run-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "lifter_trials" in proc.stderr
+    cfg.write_text(json.dumps({"no_such_key": 1}))
+    proc = subprocess.run(TRAIN + ["--config", str(cfg), "--run-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no_such_key" in proc.stderr

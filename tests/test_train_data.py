@@ -1,0 +1,112 @@
+"""Training data pieces on the real vendored motion: augmentation, cameras, noise, windows, metrics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from posits.models import metrics, skeleton
+from posits.models.normalize import normalize_2d
+from posits.train import dataset, project
+from posits.train.fit import gather_windows
+from posits.train.mocap import load_motion
+
+
+@pytest.fixture(scope="module")
+def walk():
+    return next(c.joints for c in load_motion() if c.name == "deepmimic/walk")
+
+
+def test_mirror_is_an_involution_and_keeps_bones(walk):
+    m = dataset.mirror(walk)
+    np.testing.assert_allclose(dataset.mirror(m), walk, atol=1e-6)
+    # left and right limbs trade places: the mirrored left thigh is the original right thigh
+    lt = np.linalg.norm(m[:, 25] - m[:, 23], axis=-1)
+    rt = np.linalg.norm(walk[:, 26] - walk[:, 24], axis=-1)
+    np.testing.assert_allclose(lt, rt, atol=1e-6)
+
+
+def test_bone_scaling_changes_lengths_not_directions(walk):
+    factors = {s: 1.0 for s in dataset.SEGMENTS} | {"shin": 1.2}
+    scaled = dataset.scale_bones(walk, factors, overall=0.9)
+    shin = lambda p: p[:, 27] - p[:, 25]  # noqa: E731
+    np.testing.assert_allclose(np.linalg.norm(shin(scaled), axis=-1),
+                               1.08 * np.linalg.norm(shin(walk), axis=-1), rtol=1e-5)
+    cos = (shin(scaled) * shin(walk)).sum(-1) / np.linalg.norm(shin(scaled), axis=-1) / np.linalg.norm(shin(walk), axis=-1)
+    assert cos.min() > 0.9999
+    np.testing.assert_allclose(skeleton.hip_center(scaled), skeleton.hip_center(walk), atol=1e-6)
+
+
+def test_camera_sees_person_upright_and_in_front(walk):
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        cam = project.random_camera(walk, rng)
+        assert abs(np.linalg.det(cam.rotation) - 1.0) < 1e-9
+        c3d, px = project.view(walk, cam)
+        assert (c3d[..., 2] > 0.5).all()                         # in front of the camera
+        head, ankles = px[:, 0, 1], px[:, 27:29, 1].mean(1)
+        assert (head < ankles).mean() > 0.95                     # upright: head above feet
+        w, h = cam.size
+        centre = px[:, 23:25].mean(1)
+        assert ((centre[:, 0] > 0) & (centre[:, 0] < w) & (centre[:, 1] > 0) & (centre[:, 1] < h)).all()
+
+
+def test_projection_keeps_left_on_the_left_for_a_frontal_camera(walk):
+    """A camera in front of the walker sees the subject's left side on the image's right."""
+    facing = walk[-1, 23:25].mean(0) - walk[0, 23:25].mean(0)
+    facing[1] = 0
+    facing /= np.linalg.norm(facing)
+    root = walk[:, 23:25].mean((0, 1))
+    pos = root + 4.0 * facing
+    pos[1] = 1.2
+    cam = project.Camera(project.look_at(pos, root), pos, 800.0, (640, 480))
+    _, px = project.view(walk, cam)
+    assert (px[:, skeleton.INDEX["left_shoulder"], 0] > px[:, skeleton.INDEX["right_shoulder"], 0]).mean() > 0.9
+
+
+def test_detector_noise_is_realistic(walk):
+    rng = np.random.default_rng(0)
+    cam = project.random_camera(walk, rng)
+    _, px = project.view(walk, cam)
+    noisy = project.corrupt(px, cam.size, rng)
+    assert noisy.shape == (len(walk), 33, 3)
+    err = np.linalg.norm(noisy[..., :2] - px, axis=-1)
+    scale = project.body_scale_px(px)[:, None]
+    assert 0.001 < np.median(err / scale) < 0.05                 # small jitter relative to body size
+    assert ((noisy[..., 2] >= 0) & (noisy[..., 2] <= 1)).all()
+
+
+def test_windows_match_live_padding():
+    """Training windows are edge-padded at a track start exactly like the live Lifter."""
+    x = np.arange(2 * 6 * 33 * 3, dtype=np.float32).reshape(2, 6, 33, 3)
+    w = dataset.windows(x, 4)
+    assert w.shape == (2, 6, 4, 33, 3)
+    np.testing.assert_array_equal(w[:, 0], np.repeat(x[:, :1], 4, axis=1))
+    np.testing.assert_array_equal(w[:, 5], x[:, 2:6])
+    g = gather_windows(x, np.array([1, 0]), np.array([1, 5]), 4)
+    np.testing.assert_array_equal(g[0], w[1, 1])
+    np.testing.assert_array_equal(g[1], w[0, 5])
+
+
+def test_make_sequences_shapes_and_normalization(walk):
+    cfg = dataset.DataConfig(seq_len=16)
+    x, y = dataset.make_sequences([walk], 5, cfg, np.random.default_rng(0))
+    assert x.shape == y.shape == (5, 16, 33, 3)
+    np.testing.assert_allclose(skeleton.hip_center(y), 0.0, atol=1e-5)
+    assert np.abs(x[..., :2]).max() < 10 and np.isfinite(x).all()
+
+
+def test_metrics_on_real_motion(walk):
+    rng = np.random.default_rng(0)
+    assert metrics.mpjpe(walk, walk) == 0.0
+    th = 0.4
+    rot = np.array([[np.cos(th), 0, np.sin(th)], [0, 1, 0], [-np.sin(th), 0, np.cos(th)]])
+    moved = 1.1 * walk @ rot.T + 3.0
+    assert metrics.pa_mpjpe(moved, walk) < 1e-3                   # similarity transform: no shape error
+    assert metrics.mpjpe(moved, walk) > 50
+    noisy = walk + rng.normal(0, 0.01, walk.shape)
+    assert 5 < metrics.mpjpe(noisy, walk) < 25
+    assert metrics.accel_error(noisy, walk) > metrics.accel_error(walk + 0.01, walk)
+    with pytest.raises(ValueError):
+        metrics.mpjpe(walk[:, :12], walk)
