@@ -105,7 +105,7 @@ def _draw_skeleton(out: np.ndarray, keypoints: np.ndarray, scale: float) -> None
     strong = valid & (kp[:, 2] >= VISIBILITY_THRESHOLD)
 
     thick = max(1, round(3 * scale))
-    thin = max(1, round(1.5 * scale))
+    thin = max(1, thick // 2)
     radius = max(2, round(4 * scale))
     bones = [(i, a, b) for i, (a, b) in enumerate(skeleton.BONES) if valid[a] and valid[b]]
 

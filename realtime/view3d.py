@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 
 import cv2
@@ -84,6 +85,24 @@ def _display_available() -> tuple[bool, str]:
     return True, ""
 
 
+def _avoid_llvm_clash() -> None:
+    """Switch Mesa from llvmpipe to softpipe when TensorFlow is loaded in this process.
+
+    TensorFlow bundles its own LLVM and exports its symbols; with it loaded, Mesa's llvmpipe
+    (libLLVM-15) segfaults in its first draw call, and merely loading libLLVM makes the process
+    abort with "free(): invalid pointer" at exit (tensorflow-cpu 2.21, Debian Mesa). mediapipe
+    imports TensorFlow whenever it is installed (only for documentation decorators), so a dev
+    install with the [train] extra hits this; the runtime install does not. softpipe renders
+    correctly (about 20 ms instead of 4) but the exit abort remains: keep TensorFlow out of the
+    live process. An explicit GALLIUM_DRIVER is respected.
+    """
+    if "tensorflow" in sys.modules and "GALLIUM_DRIVER" not in os.environ:
+        log.warning("TensorFlow is loaded in this process: Mesa's llvmpipe would crash, so "
+                    "rendering uses the slower softpipe driver, and the process may still abort "
+                    "at exit. Keep TensorFlow out of the live process.")
+        os.environ["GALLIUM_DRIVER"] = "softpipe"
+
+
 def select_backend(headless: bool) -> str:
     """Choose and activate VisPy's app backend; returns "egl" (headless) or "glfw" (window).
 
@@ -98,6 +117,7 @@ def select_backend(headless: bool) -> str:
         return _backend
     import vispy
 
+    _avoid_llvm_clash()
     if not headless:
         ok, reason = _display_available()
         if ok:
