@@ -18,7 +18,8 @@ Under Xvfb the window's own picture and render() differed by 0.14/255 on average
 Backends: call :func:`select_backend` before any canvas exists (PoseView does it): "egl" renders
 headless through EGL surfaceless (Mesa llvmpipe), "glfw" opens a real window. All methods must be
 called from the one thread that created the view (the GUI thread); worker threads hand over
-arrays only.
+arrays only. The window has a fixed size so that it always shows exactly what render() records.
+Keep TensorFlow out of a process that renders: see :func:`_avoid_llvm_clash`.
 
 Coordinates: poses arrive root-relative in metres in camera axes (x right, y down, z away from the
 camera). The display frame is the camera frame turned 180 degrees about x, i.e. (x, -y, -z): y is
@@ -247,7 +248,7 @@ class PoseView:
         self._should_close = False
         self._closed = False
         self.canvas = scene.SceneCanvas(size=(width, height), show=self.shown,
-                                        title="posits", keys=None,
+                                        title="posits", keys=None, resizable=False,
                                         bgcolor=tuple(c / 255.0 for c in BACKGROUND_RGB))
         grid = self.canvas.central_widget.add_grid(spacing=0)
         # No ViewBox background: filling the panels costs milliseconds on llvmpipe, and the
