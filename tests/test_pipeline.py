@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import statistics
 import threading
 import time
 
@@ -96,10 +97,13 @@ def test_camera_policy_slow_consumer(detector):
     stats = pipeline.stats
     assert stats.dropped > 0
     assert indices == sorted(set(indices))
-    detect_ms = max(stats.stages_ms["detect"], 20.0)
-    # a result waits at most one consumer step; its frame was at most ~2 periods old
-    bound = consumer_time + 2 * PERIOD + 2 * detect_ms / 1e3
-    assert max(latencies[1:]) < bound, f"latency {max(latencies) * 1e3:.0f} ms > {bound * 1e3:.0f} ms"
+    # a result waits at most one consumer step for the consumer, its frame was at most a
+    # period old when inference took it: latency ~ consumer + period + detect, not growing
+    expected = consumer_time + PERIOD + max(stats.stages_ms["detect"], 20.0) / 1e3
+    assert statistics.median(latencies) < expected, \
+        f"median latency {statistics.median(latencies) * 1e3:.0f} ms > {expected * 1e3:.0f} ms"
+    assert max(latencies) < 2 * expected, f"latency {max(latencies) * 1e3:.0f} ms"
+    assert statistics.mean(latencies[-5:]) < expected, "latency builds up"
     assert stop_time < 2.0
     assert not posits_threads()
 
