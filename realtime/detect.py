@@ -134,6 +134,27 @@ class SwapGuard:
         return pose
 
 
+def _import_mediapipe():
+    """Import MediaPipe's vision tasks without letting it load TensorFlow.
+
+    mediapipe imports TensorFlow whenever it is installed (only for documentation decorators).
+    TensorFlow's bundled LLVM clashes with Mesa's, which crashes offscreen rendering in the same
+    process, and it costs seconds at start-up. Marking the module as absent while mediapipe
+    loads makes mediapipe fall back to its no-op stand-ins.
+    """
+    blocked = "tensorflow" not in sys.modules
+    if blocked:
+        sys.modules["tensorflow"] = None        # import tensorflow -> ModuleNotFoundError
+    try:
+        import mediapipe as mp
+        from mediapipe.tasks.python import vision
+        from mediapipe.tasks.python.core.base_options import BaseOptions
+    finally:
+        if blocked:
+            del sys.modules["tensorflow"]
+    return mp, vision, BaseOptions
+
+
 class PoseDetector:
     """MediaPipe PoseLandmarker (VIDEO mode) returning the 33 landmarks of each person in pixels.
 
@@ -150,9 +171,7 @@ class PoseDetector:
                  min_confidence: float = 0.5, fix_swaps: bool = True):
         path = Path(model_path) if model_path else manifest.shipped_file("pose_landmarker")
         _check_task_file(path)
-        from mediapipe.tasks.python.core.base_options import BaseOptions
-        from mediapipe.tasks.python import vision
-        import mediapipe as mp
+        mp, vision, BaseOptions = _import_mediapipe()
         self._mp = mp
         options = vision.PoseLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(path)),

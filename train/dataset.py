@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # Clips held out from training (whole clips). Test: real motion from two sources that the
 # models never see (the CMU clip is a different subject, studio and skeleton from DeepMimic).
 TEST_CLIPS = ("cmu/playground", "deepmimic/dance_b", "deepmimic/spinkick", "deepmimic/jump")
-VAL_CLIPS = ("deepmimic/punch", "deepmimic/getup_faceup")
+VAL_CLIPS = ("deepmimic/punch", "deepmimic/kick")
 
 # Kinematic tree over the 33 landmarks for bone-length scaling: (child, parent, segment name).
 # -1 is the hip midpoint, -2 the shoulder midpoint.
@@ -171,7 +171,7 @@ def make_sequences(clips: list[np.ndarray], n: int, cfg: DataConfig, rng: np.ran
             seg = augment(seg, donors[i], cfg, rng)
         camera = project.random_camera(seg, rng)
         cam3d, px = project.view(seg, camera)
-        xs.append(normalize_2d(project.corrupt(px, camera.size, rng, noise)))
+        xs.append(normalize_2d(project.corrupt(px, camera.size, rng, noise, depth=cam3d[..., 2])))
         ys.append(normalize_3d(cam3d))
     return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
 
@@ -181,7 +181,7 @@ def view_clip(joints: np.ndarray, cfg: DataConfig, rng) -> tuple[np.ndarray, np.
     camera = project.random_camera(joints, rng)
     cam3d, px = project.view(joints, camera)
     noise = project.NoiseConfig(**{**cfg.noise, "swap_rate": 0.0})
-    return project.corrupt(px, camera.size, rng, noise), normalize_3d(cam3d), camera.size
+    return project.corrupt(px, camera.size, rng, noise, depth=cam3d[..., 2]), normalize_3d(cam3d), camera.size
 
 
 @dataclass

@@ -78,6 +78,7 @@ class NoiseConfig:
     occlusion_rate: float = 0.03                  # per joint and sequence: a low-visibility span
     missing_rate: float = 0.01                    # per joint and frame: visibility 0
     swap_rate: float = 0.08                       # per sequence: a brief left/right swap
+    self_occlusion: tuple[float, float] = (0.3, 0.9)  # visibility loss of joints behind the body
 
 
 def body_scale_px(xy: np.ndarray) -> np.ndarray:
@@ -86,15 +87,36 @@ def body_scale_px(xy: np.ndarray) -> np.ndarray:
     return np.sqrt(((xy[:, list(BODY_JOINTS)] - centre) ** 2).sum(-1).mean(-1))
 
 
+def behind_body(depth: np.ndarray) -> np.ndarray:
+    """(T, 33) camera depths -> (T, 33) in [0, 1]: how far each joint is behind the torso.
+
+    MediaPipe's visibility drops for landmarks the body hides from the camera (the far arm,
+    the face of a person turned away). Joints more than ~5 cm behind the torso's mean depth
+    count as hidden, smoothly. Face landmarks are left out: MediaPipe keeps their visibility
+    near 1 (measured on tests/data/walk.mp4, where the far arm drops to 0.1-0.6).
+    """
+    torso = depth[:, [11, 12, 23, 24]].mean(axis=1, keepdims=True)
+    hidden = 1.0 / (1.0 + np.exp(-(depth - torso - 0.06) / 0.03))
+    hidden[:, :11] = 0.0
+    return hidden
+
+
 def corrupt(xy: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
-            cfg: NoiseConfig = NoiseConfig()) -> np.ndarray:
-    """Clean (T, 33, 2) pixels -> (T, 33, 3) noisy pixels + visibility, like MediaPipe's output."""
+            cfg: NoiseConfig = NoiseConfig(), depth: np.ndarray | None = None) -> np.ndarray:
+    """Clean (T, 33, 2) pixels -> (T, 33, 3) noisy pixels + visibility, like MediaPipe's output.
+
+    ``depth`` (T, 33), the joints' camera z, lowers the visibility (and precision) of joints
+    hidden behind the body.
+    """
     T = xy.shape[0]
     scale = body_scale_px(xy)[:, None, None]
-    noisy = xy + rng.normal(0.0, 1.0, xy.shape) * scale * rng.uniform(*cfg.jitter)
+    hidden = behind_body(depth) * rng.uniform(*cfg.self_occlusion) if depth is not None \
+        else np.zeros((T, NUM_LANDMARKS))
+    jitter = rng.uniform(*cfg.jitter) * (1.0 + 2.0 * hidden[..., None])
+    noisy = xy + rng.normal(0.0, 1.0, xy.shape) * scale * jitter
     outliers = rng.random((T, NUM_LANDMARKS)) < cfg.outlier_rate
     noisy += outliers[..., None] * rng.normal(0.0, cfg.outlier_scale, xy.shape) * scale
-    vis = np.clip(1.0 - np.abs(rng.normal(0.0, 0.06, (T, NUM_LANDMARKS))), 0.0, 1.0)
+    vis = np.clip(1.0 - np.abs(rng.normal(0.0, 0.06, (T, NUM_LANDMARKS))) - hidden, 0.0, 1.0)
     # occluded spans: low visibility and a less precise position
     for j in np.flatnonzero(rng.random(NUM_LANDMARKS) < cfg.occlusion_rate):
         a = rng.integers(T)
