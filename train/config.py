@@ -11,15 +11,16 @@ from .dataset import DataConfig
 @dataclass(frozen=True)
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)   # (DataConfig) how sequences are made
-    lifter_trials: int = 16        # (int) hyperopt TPE trials for the lifter
+    lifter_trials: int = 12        # (int) hyperopt TPE trials for the lifter
     smoother_trials: int = 4       # (int) hyperopt TPE trials for the LSTM
     search_epochs: int = 6         # (int) epochs per lifter trial (early stopping may cut it)
     search_steps: int = 150        # (int) batches per epoch in a lifter trial
     smoother_search_epochs: int = 6  # (int) epochs per LSTM trial
     fit_epochs: int = 60           # (int) max epochs of the final lifter fit
     fit_steps: int = 400           # (int) batches per epoch of the final lifter fit
-    smoother_epochs: int = 30      # (int) max epochs of the final LSTM fit
-    baseline_epochs: int = 25      # (int) max epochs of the MLP baseline
+    fit_patience: int = 8          # (int) early-stopping patience of the final fits
+    smoother_epochs: int = 40      # (int) max epochs of the final LSTM fit
+    baseline_epochs: int = 10      # (int) max epochs of the MLP baseline
     batch: int = 256               # (int) lifter batch size (windows)
     seed: int = 0                  # (int) seeds data, search and training
 
@@ -66,5 +67,6 @@ QUICK = TrainConfig(
     data=DataConfig(seq_len=32, real_sequences=150, synth_sequences=150, synth_clips=8,
                     val_sequences=40, test_cameras=1),
     lifter_trials=2, smoother_trials=1, search_epochs=2, search_steps=15,
-    smoother_search_epochs=2, fit_epochs=4, fit_steps=30, smoother_epochs=4, baseline_epochs=2,
+    smoother_search_epochs=2, fit_epochs=4, fit_steps=30, fit_patience=2, smoother_epochs=4,
+    baseline_epochs=2,
     batch=128)

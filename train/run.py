@@ -146,7 +146,8 @@ class Run:
         params = self._json("best_params.json")
         lp = params["lifter"]
         t0 = time.time()
-        lifter, lhist = fit.fit_lifter(lp, self.data, c.fit_epochs, c.fit_steps, c.batch, patience=lp["patience"],
+        lifter, lhist = fit.fit_lifter(lp, self.data, c.fit_epochs, c.fit_steps, c.batch,
+                                       patience=max(c.fit_patience, lp["patience"]),
                                        seed=c.seed, progress=_epoch_callback(c.fit_epochs, "lifter fit"))
         lifter.save_weights(ck / "lifter.weights.h5")
         t_lifter = time.time() - t0
@@ -166,12 +167,13 @@ class Run:
             self._json("best_params.json", params)
         sp = params["smoother"]
         t0 = time.time()
-        seq, step, shist = fit.fit_smoother(sp, lifted_train, self.data, lifted_val, c.smoother_epochs, seed=c.seed,
+        seq, step, shist = fit.fit_smoother(sp, lifted_train, self.data, lifted_val, c.smoother_epochs,
+                                            patience=c.fit_patience, seed=c.seed,
                                             progress=_epoch_callback(c.smoother_epochs, "LSTM fit"))
         seq.save_weights(ck / "smoother.weights.h5")
         t_smoother = time.time() - t0
         t0 = time.time()
-        base, bhist = fit.fit_lifter({}, self.data, c.baseline_epochs, c.fit_steps, c.batch, patience=4,
+        base, bhist = fit.fit_lifter({}, self.data, c.baseline_epochs, c.fit_steps, c.batch, patience=c.fit_patience,
                                      seed=c.seed, baseline=True, progress=_epoch_callback(c.baseline_epochs, "MLP baseline"))
         base.save_weights(ck / "baseline.weights.h5")
         self._json("checkpoints/fit.json", {
