@@ -10,7 +10,7 @@
 3D output (version 1)
     root-relative pose (..., 33, 3) in metres, origin at the hip midpoint, camera-aligned axes
     (x right, y down, z away from the camera, OpenCV's convention). The network predicts it
-    divided by ``OUTPUT_SCALE_M``; ``denormalize_3d`` undoes that.
+    divided by ``OUTPUT_SCALE_M``; ``denormalize_3d`` undoes that and re-centres on the hips.
 """
 from __future__ import annotations
 
@@ -66,5 +66,10 @@ def normalize_3d(pose: np.ndarray) -> np.ndarray:
 
 
 def denormalize_3d(y: np.ndarray) -> np.ndarray:
-    """Network output (..., 33, 3) -> root-relative pose in metres (..., 33, 3)."""
-    return _check(y, 3) * np.float32(OUTPUT_SCALE_M)
+    """Network output (..., 33, 3) -> root-relative pose in metres (..., 33, 3).
+
+    The network predicts all 33 points, the hips included; the result is re-centred so that
+    the hip midpoint is exactly the origin.
+    """
+    p = _check(y, 3) * np.float32(OUTPUT_SCALE_M)
+    return p - 0.5 * (p[..., LEFT_HIP, :] + p[..., RIGHT_HIP, :])[..., None, :]

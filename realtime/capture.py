@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import sys
 import threading
 import time
@@ -32,10 +33,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-import cv2
-import numpy as np
+# FFmpeg (inside OpenCV) prints decoder complaints ("moov atom not found", "ac-tex damaged")
+# straight to stderr; posits reports problems itself, in one line. Read when FFmpeg starts, so
+# it is set before cv2 opens any file. --verbose sets it to FFmpeg's warning level.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-from .types import Frame
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .types import Frame  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="posits-live: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.verbose:
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "24")     # FFmpeg warnings
     from .app import run, UserError
     try:
         return run(args)

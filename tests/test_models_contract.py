@@ -58,6 +58,9 @@ def test_3d_round_trip():
     rel = denormalize_3d(normalize_3d(pose))
     root = 0.5 * (pose[:, 23] + pose[:, 24])
     np.testing.assert_allclose(rel, pose - root[:, None], atol=1e-5)
+    # a network output whose hips are off-centre comes back hip-centred
+    off = denormalize_3d(pose)
+    np.testing.assert_allclose(0.5 * (off[:, 23] + off[:, 24]), 0.0, atol=1e-5)
 
 
 def test_shipped_manifest_matches_files():
