@@ -14,8 +14,6 @@
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .skeleton import BODY_JOINTS, LEFT_HIP, NUM_LANDMARKS, RIGHT_HIP
@@ -41,19 +39,19 @@ def normalize_2d(keypoints: np.ndarray) -> np.ndarray:
     kp = _check(keypoints, 3)
     xy = kp[..., :2]
     vis = np.nan_to_num(kp[..., 2], nan=0.0)
-    valid = np.isfinite(xy).all(axis=-1) & (vis >= MIN_VISIBILITY)
-    xy = np.where(valid[..., None], xy, np.nan)
-    center = 0.5 * (xy[..., LEFT_HIP, :] + xy[..., RIGHT_HIP, :])           # (..., 2)
-    body = xy[..., list(BODY_JOINTS), :] - center[..., None, :]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN frames: no person
-        scale = np.sqrt(np.nanmean(np.sum(body ** 2, axis=-1), axis=-1))     # (...,)
-    ok = np.isfinite(center).all(axis=-1) & np.isfinite(scale) & (scale > _MIN_SCALE_PX)
+    valid = np.isfinite(xy).all(axis=-1) & (vis >= MIN_VISIBILITY)              # (..., 33)
+    xy = np.where(valid[..., None], xy, 0.0)
+    hips_ok = valid[..., LEFT_HIP] & valid[..., RIGHT_HIP]
+    center = 0.5 * (xy[..., LEFT_HIP, :] + xy[..., RIGHT_HIP, :])               # (..., 2)
+    body = list(BODY_JOINTS)
+    d2 = np.sum((xy[..., body, :] - center[..., None, :]) ** 2, axis=-1)         # (..., 12)
+    n = valid[..., body].sum(axis=-1)
+    scale = np.sqrt(np.sum(np.where(valid[..., body], d2, 0.0), axis=-1) / np.maximum(n, 1))
+    ok = hips_ok & (n > 0) & (scale > _MIN_SCALE_PX)
     safe_scale = np.where(ok, scale, 1.0)
-    out_xy = (xy - center[..., None, :]) / safe_scale[..., None, None]
     keep = valid & ok[..., None]
-    out = np.zeros(kp.shape, dtype=np.float32)
-    out[..., :2] = np.where(keep[..., None], out_xy, 0.0)
+    out = np.empty(kp.shape, dtype=np.float32)
+    out[..., :2] = np.where(keep[..., None], (xy - center[..., None, :]) / safe_scale[..., None, None], 0.0)
     out[..., 2] = np.where(keep, vis, 0.0)
     return out
 

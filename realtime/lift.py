@@ -13,6 +13,7 @@ W and U are read from the ONNX sessions themselves. ONNX Runtime never leaves th
 """
 from __future__ import annotations
 
+import logging
 from collections import deque
 from pathlib import Path
 
@@ -168,7 +169,9 @@ def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: fl
         keypoints_2d: (T, 33, 3) float: x, y in pixels and visibility; NaN rows for frames
             with no person.
         image_size: (width, height) of the images the keypoints come from.
-        fps: frame rate of the sequence (the models are trained at 30 fps).
+        fps: frame rate of the sequence. The LSTM was trained on 30 fps motion played 0.7-1.4x
+            as fast, i.e. about 21-43 fps; outside that range a warning is logged and the
+            temporal smoothing is less reliable (lift at 30 fps, or use ``use_lstm=False``).
         models_dir: another trained model set (default: the shipped one).
         use_lstm: False returns the lifter alone.
 
@@ -185,6 +188,9 @@ def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: fl
         raise ValueError(f"image_size must be positive (width, height), got {image_size}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    if not 20.0 <= fps <= 45.0:
+        logging.getLogger(__name__).warning(
+            "lift_sequence: %.1f fps is outside the 21-43 fps the LSTM was trained for", fps)
     stage = PoseLifter(models_dir, use_lstm=use_lstm)
     out = np.full(kp.shape, np.nan, dtype=np.float32)
     for t, frame in enumerate(kp):

@@ -1,0 +1,67 @@
+"""The ONNX 3D stage with the shipped models: lift_sequence on real MediaPipe landmarks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posits.models import manifest, skeleton
+from posits.models.manifest import ModelError
+from posits.realtime import lift_sequence
+from posits.realtime.lift import Lifter, PoseLifter, Smoother
+
+
+@pytest.fixture(scope="module")
+def walk_kp(walk_poses):
+    return np.stack([p.keypoints if p is not None else np.full((33, 3), np.nan, np.float32)
+                     for p in walk_poses])
+
+
+def test_lift_sequence_shapes_units_and_gaps(walk_kp):
+    kp = walk_kp.copy()
+    kp[40:45] = np.nan                                  # a gap: no person for 5 frames
+    out = lift_sequence(kp, (640, 400), fps=30.0)
+    assert out.shape == (150, 33, 3) and out.dtype == np.float32
+    assert np.isnan(out[40:45]).all()
+    ok = np.isfinite(out).all(axis=(1, 2))
+    assert ok.sum() == 145
+    np.testing.assert_allclose(skeleton.hip_center(out[ok]), 0.0, atol=1e-5)
+    height = out[ok][:, :, 1].max(axis=1) - out[ok][:, :, 1].min(axis=1)
+    assert 1.0 < np.median(height) < 2.2                 # a person, in metres
+
+
+def test_lift_sequence_resets_after_a_gap(walk_kp):
+    """After a gap the output equals a fresh run started at that frame (state reset)."""
+    kp = walk_kp.copy()
+    kp[60:62] = np.nan
+    full = lift_sequence(kp, (640, 400))
+    fresh = lift_sequence(kp[62:], (640, 400))
+    np.testing.assert_allclose(full[62:], fresh, atol=1e-5)
+
+
+def test_lstm_steps_match_lifter_plus_state(walk_kp):
+    """The smoother changes the lifter's output but stays close to it (a refinement)."""
+    lifted = lift_sequence(walk_kp, (640, 400), use_lstm=False)
+    smoothed = lift_sequence(walk_kp, (640, 400))
+    diff = np.linalg.norm(smoothed - lifted, axis=-1)
+    assert 0 < np.nanmean(diff) < 0.1
+    acc = lambda p: np.nanmean(np.linalg.norm(np.diff(p, 2, axis=0), axis=-1))  # noqa: E731
+    assert acc(smoothed) < acc(lifted)                  # steadier
+
+
+def test_input_validation():
+    with pytest.raises(ValueError):
+        lift_sequence(np.zeros((5, 17, 3)), (640, 480))
+    with pytest.raises(ValueError):
+        lift_sequence(np.zeros((5, 33, 3)), (0, 480))
+
+
+def test_models_load_through_manifest_and_refuse_garbage(tmp_path):
+    stage = PoseLifter()
+    assert stage.lifter.window >= 1 and stage.smoother.units > 0
+    path, _ = manifest.resolve("lifter")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match="cannot load ONNX"):
+        Lifter(bad)
+    with pytest.raises(ModelError, match="expected"):
+        Smoother(path)                                  # a lifter is not a smoother
