@@ -61,6 +61,20 @@ LIMB_BONES: tuple[tuple[int, int], ...] = (
 #: The 12 main body joints (shoulders, elbows, wrists, hips, knees, ankles).
 BODY_JOINTS: tuple[int, ...] = (11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
+#: Kinematic tree over the 33 landmarks, rooted at the hip midpoint: (child, parent, segment)
+#: in parent-before-child order. Two virtual points: HIP_MID (-1) and SHOULDER_MID (-2).
+#: Used for bone-length scaling in training and bone-length constraints at run time.
+HIP_MID, SHOULDER_MID = -1, -2
+KINEMATIC_TREE: tuple[tuple[int, int, str], ...] = (
+    (23, -1, "hip"), (24, -1, "hip"), (-2, -1, "torso"),
+    (11, -2, "shoulder"), (12, -2, "shoulder"),
+    *[(j, -2, "head") for j in range(11)],
+    (13, 11, "upper_arm"), (14, 12, "upper_arm"), (15, 13, "forearm"), (16, 14, "forearm"),
+    *[(j, 15, "hand") for j in (17, 19, 21)], *[(j, 16, "hand") for j in (18, 20, 22)],
+    (25, 23, "thigh"), (26, 24, "thigh"), (27, 25, "shin"), (28, 26, "shin"),
+    *[(j, 27, "foot") for j in (29, 31)], *[(j, 28, "foot") for j in (30, 32)],
+)
+
 LEFT_HIP, RIGHT_HIP = INDEX["left_hip"], INDEX["right_hip"]
 LEFT_SHOULDER, RIGHT_SHOULDER = INDEX["left_shoulder"], INDEX["right_shoulder"]
 

@@ -22,7 +22,7 @@ import numpy as np
 from posits.models import manifest
 from posits.models.manifest import ModelError
 from posits.models.normalize import denormalize_3d, normalize_2d
-from posits.models.skeleton import NUM_LANDMARKS
+from posits.models.skeleton import KINEMATIC_TREE, NUM_LANDMARKS
 from .types import Pose2D, Pose3D
 
 
@@ -117,6 +117,65 @@ class Smoother:
         return out["pose"][0]
 
 
+def _tree_levels():
+    """KINEMATIC_TREE grouped by depth: [(children, parents), ...] as index arrays into a
+    35-row array (33 landmarks, then hip mid at 33 and shoulder mid at 34)."""
+    slot = lambda j: j if j >= 0 else NUM_LANDMARKS - 1 - j   # -1 -> 33, -2 -> 34  # noqa: E731
+    depth = {-1: 0}
+    for child, parent, _ in KINEMATIC_TREE:
+        depth[child] = depth[parent] + 1
+    levels = []
+    for d in range(1, max(depth.values()) + 1):
+        pairs = [(slot(c), slot(p)) for c, p, _ in KINEMATIC_TREE if depth[c] == d]
+        levels.append((np.array([c for c, _ in pairs]), np.array([p for _, p in pairs])))
+    return levels
+
+
+class BoneLengthFilter:
+    """Keeps every bone of a tracked person at one length: directions from each frame's pose,
+    lengths from a running average over the track.
+
+    Real bones do not stretch, but a per-frame lifter's bone lengths wobble. Each frame is
+    rebuilt along the kinematic tree (models/skeleton.KINEMATIC_TREE) from the hip midpoint,
+    every bone keeping the direction it has in the frame and taking the person's estimated
+    length: the mean over the track so far, then an exponential average over about
+    ``memory`` frames. No lag is added (directions are the frame's own). ``reset()`` when the
+    person is lost.
+    """
+
+    def __init__(self, memory: int = 300):
+        self.memory = memory
+        self._levels = _tree_levels()
+        self._children = np.concatenate([c for c, _ in self._levels])
+        self._parents = np.concatenate([p for _, p in self._levels])
+        self.reset()
+
+    def reset(self) -> None:
+        self._lengths: np.ndarray | None = None
+        self._n = 0
+
+    def __call__(self, xyz: np.ndarray) -> np.ndarray:
+        """(33, 3) root-relative pose -> (33, 3) with the track's bone lengths."""
+        pts = np.empty((NUM_LANDMARKS + 2, 3), np.float32)
+        pts[:NUM_LANDMARKS] = xyz
+        pts[NUM_LANDMARKS] = 0.5 * (xyz[23] + xyz[24])
+        pts[NUM_LANDMARKS + 1] = 0.5 * (xyz[11] + xyz[12])
+        vec = pts[self._children] - pts[self._parents]
+        length = np.linalg.norm(vec, axis=1)
+        self._n += 1
+        w = max(1.0 / self._n, 1.0 / self.memory)
+        self._lengths = length if self._lengths is None else (1 - w) * self._lengths + w * length
+        unit = vec / np.maximum(length, 1e-6)[:, None]
+        out = pts.copy()
+        out[NUM_LANDMARKS] = 0.0
+        start = 0
+        for children, parents in self._levels:
+            stop = start + len(children)
+            out[children] = out[parents] + unit[start:stop] * self._lengths[start:stop, None]
+            start = stop
+        return out[:NUM_LANDMARKS]
+
+
 class PoseLifter:
     """The whole 3D stage for one person: Pose2D -> Pose3D, lifter then (optionally) LSTM.
 
@@ -124,24 +183,30 @@ class PoseLifter:
         models_dir: folder with manifest.json, lifter and smoother (default: shipped models/).
         use_lstm: False runs the lifter alone.
         threads: ONNX Runtime intra-op threads per model.
+        bones: keep bone lengths constant over a track (BoneLengthFilter), after the LSTM.
 
     Loading checks each file against the manifest (sha256, normalization version).
-    ``timings`` holds the last call's milliseconds for "lift" and "lstm".
+    ``timings`` holds the last call's milliseconds for "lift" (normalization + CNN) and "lstm"
+    (LSTM step + bone-length filter).
     """
 
-    def __init__(self, models_dir: str | Path | None = None, use_lstm: bool = True, threads: int = 1):
+    def __init__(self, models_dir: str | Path | None = None, use_lstm: bool = True, threads: int = 1,
+                 bones: bool = True):
         lifter_path, self.lifter_entry = manifest.resolve("lifter", models_dir)
         self.lifter = Lifter(lifter_path, threads)
         self.smoother = None
         if use_lstm:
             smoother_path, self.smoother_entry = manifest.resolve("smoother", models_dir)
             self.smoother = Smoother(smoother_path, threads)
+        self.bones = BoneLengthFilter() if bones else None
         self.timings: dict[str, float] = {}
 
     def reset(self) -> None:
         self.lifter.reset()
         if self.smoother is not None:
             self.smoother.reset()
+        if self.bones is not None:
+            self.bones.reset()
 
     def __call__(self, pose2d: Pose2D | None) -> Pose3D | None:
         """The 3D pose for this frame, or None (and a reset) when there is no person."""
@@ -156,13 +221,17 @@ class PoseLifter:
         t1 = time.perf_counter()
         if self.smoother is not None:
             y = self.smoother.update(y, x)
+        xyz = denormalize_3d(y)
+        if self.bones is not None:
+            xyz = self.bones(xyz)
         t2 = time.perf_counter()
         self.timings = {"lift": 1e3 * (t1 - t0), "lstm": 1e3 * (t2 - t1)}
-        return Pose3D(xyz=denormalize_3d(y).astype(np.float32))
+        return Pose3D(xyz=xyz.astype(np.float32, copy=False))
 
 
 def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: float = 30.0,
-                  models_dir: str | Path | None = None, use_lstm: bool = True) -> np.ndarray:
+                  models_dir: str | Path | None = None, use_lstm: bool = True,
+                  bones: bool = True) -> np.ndarray:
     """Lift a sequence of 2D keypoints to 3D with the shipped ONNX models, frame by frame.
 
     Args:
@@ -174,6 +243,7 @@ def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: fl
             temporal smoothing is less reliable (lift at 30 fps, or use ``use_lstm=False``).
         models_dir: another trained model set (default: the shipped one).
         use_lstm: False returns the lifter alone.
+        bones: keep each bone at the track's average length (as posits-live does).
 
     Returns:
         (T, 33, 3) float32 metres, origin at the hip midpoint, camera-aligned axes (x right,
@@ -191,7 +261,7 @@ def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: fl
     if not 20.0 <= fps <= 45.0:
         logging.getLogger(__name__).warning(
             "lift_sequence: %.1f fps is outside the 21-43 fps the LSTM was trained for", fps)
-    stage = PoseLifter(models_dir, use_lstm=use_lstm)
+    stage = PoseLifter(models_dir, use_lstm=use_lstm, bones=bones)
     out = np.full(kp.shape, np.nan, dtype=np.float32)
     for t, frame in enumerate(kp):
         present = np.isfinite(frame[:, :2]).any()

@@ -65,3 +65,25 @@ def test_models_load_through_manifest_and_refuse_garbage(tmp_path):
         Lifter(bad)
     with pytest.raises(ModelError, match="expected"):
         Smoother(path)                                  # a lifter is not a smoother
+
+
+def test_bone_length_filter_keeps_lengths_and_directions():
+    """On real motion with per-frame length noise: lengths become steady, directions stay."""
+    from posits.models.metrics import root_align
+    from posits.realtime.lift import BoneLengthFilter
+    from posits.train.mocap import load_motion
+    pytest.importorskip("posits.train.mocap")
+    motion = root_align(next(c.joints for c in load_motion() if c.name == "cmu/playground")[:300])
+    rng = np.random.default_rng(0)
+    noisy = root_align(motion + rng.normal(0, 0.02, motion.shape))  # 2 cm jitter per point
+    filt = BoneLengthFilter()
+    out = np.stack([filt(p.astype(np.float32)) for p in noisy])
+    np.testing.assert_allclose(out[0], noisy[0], atol=1e-5)          # the first frame is unchanged
+    tree = [(c, p) for c, p, _ in skeleton.KINEMATIC_TREE if c >= 0 and p >= 0]
+    before = skeleton.bone_lengths(noisy[100:], tree).std(axis=0)
+    after = skeleton.bone_lengths(out[100:], tree).std(axis=0)
+    assert (after < 0.2 * before).all()
+    vec = lambda x: x[:, [c for c, _ in tree]] - x[:, [p for _, p in tree]]  # noqa: E731
+    a, b = vec(out), vec(noisy)
+    cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    assert cos.min() > 0.999

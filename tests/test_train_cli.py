@@ -74,7 +74,7 @@ def test_manifest_describes_exports(quick_run):
 def test_report_compares_methods(quick_run):
     report = json.loads((quick_run[0] / "report.json").read_text())
     assert set(report["methods"]) == {"mean pose", "2D at constant depth", "MLP baseline (1 frame)",
-                                      "lifter (CNN)", "lifter + LSTM"}
+                                      "lifter (CNN)", "lifter + LSTM", "lifter + LSTM + bone lengths"}
     for scores in report["methods"].values():
         assert all(np.isfinite(v) and v >= 0 for v in scores.values())
     assert "cmu/playground" in report["test_clips"]

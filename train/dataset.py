@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from posits.models.normalize import normalize_2d, normalize_3d
-from posits.models.skeleton import MIRROR, NUM_LANDMARKS
+from posits.models.skeleton import KINEMATIC_TREE, MIRROR, NUM_LANDMARKS
 from . import project
 
 log = logging.getLogger(__name__)
@@ -27,17 +27,6 @@ log = logging.getLogger(__name__)
 TEST_CLIPS = ("cmu/playground", "deepmimic/dance_b", "deepmimic/spinkick", "deepmimic/jump")
 VAL_CLIPS = ("deepmimic/punch", "deepmimic/kick")
 
-# Kinematic tree over the 33 landmarks for bone-length scaling: (child, parent, segment name).
-# -1 is the hip midpoint, -2 the shoulder midpoint.
-_TREE = (
-    (23, -1, "hip"), (24, -1, "hip"), (-2, -1, "torso"),
-    (11, -2, "shoulder"), (12, -2, "shoulder"),
-    *[(j, -2, "head") for j in range(11)],
-    (13, 11, "upper_arm"), (14, 12, "upper_arm"), (15, 13, "forearm"), (16, 14, "forearm"),
-    *[(j, 15, "hand") for j in (17, 19, 21)], *[(j, 16, "hand") for j in (18, 20, 22)],
-    (25, 23, "thigh"), (26, 24, "thigh"), (27, 25, "shin"), (28, 26, "shin"),
-    *[(j, 27, "foot") for j in (29, 31)], *[(j, 28, "foot") for j in (30, 32)],
-)
 SEGMENTS = ("hip", "torso", "shoulder", "head", "upper_arm", "forearm", "hand", "thigh", "shin", "foot")
 ARM = (13, 15, 17, 19, 21)      # left arm below the shoulder (mirror for the right)
 LEG = (25, 27, 29, 31)          # left leg below the hip
@@ -84,7 +73,7 @@ def scale_bones(joints: np.ndarray, factors: dict[str, float], overall: float) -
     shoulders = joints[:, 11:13].mean(axis=1)
     src = {-1: root, -2: shoulders, **{j: joints[:, j] for j in range(NUM_LANDMARKS)}}
     dst = {-1: root}
-    for child, parent, seg in _TREE:
+    for child, parent, seg in KINEMATIC_TREE:
         dst[child] = dst[parent] + (src[child] - src[parent]) * factors[seg] * overall
     return np.stack([dst[j] for j in range(NUM_LANDMARKS)], axis=1)
 

@@ -239,7 +239,7 @@ class Run:
         if models_dir is None:     # metrics go into the run's own manifest entries
             from posits.models import manifest
             data = manifest.load(self.dir / "export")
-            summary = {k: report["methods"][k] for k in ("lifter (CNN)", "lifter + LSTM")}
+            summary = {k: report["methods"][k] for k in ("lifter (CNN)", "lifter + LSTM", evaluate.FINAL)}
             summary["onnx_latency"] = report["onnx_latency"]
             for role in ("lifter", "smoother"):
                 data["models"][role]["metrics"] = summary
