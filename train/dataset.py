@@ -36,9 +36,9 @@ LEG = (25, 27, 29, 31)          # left leg below the hip
 class DataConfig:
     """How training sequences are made (recorded in the manifest)."""
 
-    seq_len: int = 64                 # frames per sample sequence (30 fps)
-    real_sequences: int = 4000        # sample sequences cut from real training clips
-    synth_sequences: int = 4000       # sample sequences from synthetic motion
+    seq_len: int = 96                 # frames per sample sequence (30 fps)
+    real_sequences: int = 3000        # sample sequences cut from real training clips
+    synth_sequences: int = 3000       # sample sequences from synthetic motion
     synth_clips: int = 200            # synthetic clips generated (300 frames each)
     val_sequences: int = 400
     test_cameras: int = 4             # virtual cameras per test clip

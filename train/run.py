@@ -158,7 +158,7 @@ class Run:
 
             def tick(i, n, score):
                 bar.update(1)
-                log.info("LSTM trial %d/%d: val pos+accel %.1f", i, n, score)
+                log.info("LSTM trial %d/%d: val score %.1f (position mm + accel penalty)", i, n, score)
 
             best, _ = search.search_smoother(lifted_train, lifted_val, self.data, c.smoother_trials,
                                              c.smoother_search_epochs, c.seed, self.dir / "search_smoother.json", tick)
