@@ -79,7 +79,27 @@ def _usable_fps(value: float, name: str) -> float:
     return float(value)
 
 
-class VideoSource:
+class _OpenCVSource:
+    """What the OpenCV-backed sources share: the capture handle, a decoded first frame kept
+    for the first read(), release() and the context manager."""
+
+    _cap: "cv2.VideoCapture | None"
+    _pending: "np.ndarray | None"
+
+    def release(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        self._pending = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class VideoSource(_OpenCVSource):
     """Every frame of a video file, in order (``is_live`` False).
 
     Args:
@@ -150,20 +170,9 @@ class VideoSource:
         self._index += 1
         return frame
 
-    def release(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-        self._pending = None
-
-    def __enter__(self) -> "VideoSource":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
-class CameraSource:
+class CameraSource(_OpenCVSource):
     """Frames from a camera (``is_live`` True), V4L2 on Linux.
 
     Args:
@@ -287,17 +296,6 @@ class CameraSource:
         self._index += 1
         return frame
 
-    def release(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-        self._pending = None
-
-    def __enter__(self) -> "CameraSource":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 class LivePacing:

@@ -9,16 +9,10 @@ import argparse
 import logging
 import os
 import sys
-from importlib import metadata
+
+from posits.models import package_version
 
 log = logging.getLogger("posits.live")
-
-
-def version() -> str:
-    try:
-        return metadata.version("posits")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     run.add_argument("--verbose", "-v", action="store_true", help="log per-stage timings and debug output")
-    p.add_argument("--version", action="version", version=f"posits-live {version()}")
+    p.add_argument("--version", action="version", version=f"posits-live {package_version()}")
     return p
 
 

@@ -17,7 +17,7 @@ import pytest
 from posits.models import MODELS_DIR, skeleton
 from posits.realtime.app import composite_size
 from posits.realtime.outputs import load_poses
-from conftest import NO_PERSON, WALK
+from conftest import NO_PERSON, WALK, read_frames
 
 LIVE = [sys.executable, "-m", "posits.realtime"]
 ENV = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
@@ -73,13 +73,7 @@ def test_3d_is_plausible_and_stable(walk_run):
 
 
 def test_recording_frames_size_and_3d_panel(walk_run):
-    cap = cv2.VideoCapture(str(walk_run[0] / "out.mp4"))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
+    frames = read_frames(walk_run[0] / "out.mp4")
     w, h = composite_size((640, 400))
     assert len(frames) == 150
     assert frames[0].shape == (h, w, 3)
@@ -162,13 +156,7 @@ def test_incompatible_models_dir_is_one_line(tmp_path):
 def test_ctrl_c_finalizes_outputs(tmp_path):
     """Interrupt a run part-way: the recording and the export are complete files."""
     long_clip = tmp_path / "long.mp4"
-    cap = cv2.VideoCapture(str(WALK))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
+    frames = read_frames(WALK)
     writer = cv2.VideoWriter(str(long_clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 400))
     for f in frames * 6:
         writer.write(f)

@@ -13,8 +13,9 @@ import os
 import shutil
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
+
+from posits.models import package_version
 
 TRAIN_EXTRA = ("tensorflow", "tf2onnx", "onnx", "hyperopt", "tqdm")
 SUBCOMMANDS = {
@@ -26,13 +27,6 @@ SUBCOMMANDS = {
     "all": "every stage (the default)",
     "install": "copy a run's exported models and manifest into models/",
 }
-
-
-def version() -> str:
-    try:
-        return metadata.version("posits")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", type=Path, help="install: target folder (default: the package's models/)")
     p.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("POSITS_CACHE", ".cache/posits")),
                    help="dataset cache (default: .cache/posits or $POSITS_CACHE)")
-    p.add_argument("--version", action="version", version=f"posits-train {version()}")
+    p.add_argument("--version", action="version", version=f"posits-train {package_version()}")
     return p
 
 
