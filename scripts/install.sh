@@ -8,6 +8,7 @@
 #   libgl1 libglib2.0-0            OpenCV as pulled in by mediapipe
 #   libegl1 libegl-mesa0 libgl1-mesa-dri   offscreen 3D rendering (EGL, Mesa llvmpipe)
 #   python3-venv                   only if this Python cannot create a venv
+#   xvfb                           dev only: the tests open a real window on a virtual display
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-runtime}"
@@ -15,6 +16,7 @@ PY="${PYTHON:-python3}"
 
 pkgs="libgl1 libglib2.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri"
 if ! "$PY" -c "import venv, ensurepip" >/dev/null 2>&1; then pkgs="$pkgs python3-venv"; fi
+if [ "$mode" = dev ]; then pkgs="$pkgs xvfb"; fi
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1; then
