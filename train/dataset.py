@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # models never see (the CMU clip is a different subject, studio and skeleton from DeepMimic).
 TEST_CLIPS = ("cmu/playground", "deepmimic/dance_b", "deepmimic/spinkick", "deepmimic/jump")
 VAL_CLIPS = ("deepmimic/punch", "deepmimic/kick")
+#: Bumped when the way data is made changes (part of the cache key).
+DATA_VERSION = 2
 
 SEGMENTS = ("hip", "torso", "shoulder", "head", "upper_arm", "forearm", "hand", "thigh", "shin", "foot")
 ARM = (13, 15, 17, 19, 21)      # left arm below the shoulder (mirror for the right)
@@ -51,7 +53,8 @@ class DataConfig:
     noise: dict = field(default_factory=lambda: asdict(project.NoiseConfig()))
 
     def key(self) -> str:
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        blob = json.dumps({"version": DATA_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 # --- 3D augmentation (world frame, y up) -------------------------------------------------
@@ -231,9 +234,10 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
     sx, sy = make_sequences(synth, cfg.synth_sequences, cfg, rng)
     vx, vy = make_sequences([c.joints for c in val], cfg.val_sequences, cfg, rng, augment_on=False)
     views = []
-    for clip in test:
+    test_rng = np.random.default_rng([cfg.seed, 7919])   # test views do not depend on the
+    for clip in test:                                      # training-data settings
         for k in range(cfg.test_cameras):
-            kp, y3d, size = view_clip(clip.joints, cfg, rng)
+            kp, y3d, size = view_clip(clip.joints, cfg, test_rng)
             views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size})
     info = {"config": asdict(cfg), "key": cfg.key(),
             "train_clips": [c.name for c in train], "val_clips": [c.name for c in val],

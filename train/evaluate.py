@@ -130,9 +130,9 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict, folder: Path) -> tuple[Path, Path]:
+def write_report(report: dict, folder: Path, stem: str = "report") -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    js, md = folder / "report.json", folder / "report.md"
+    js, md = folder / f"{stem}.json", folder / f"{stem}.md"
     js.write_text(json.dumps(report, indent=2) + "\n")
     md.write_text(format_table(report) + "\n")
     return js, md

@@ -235,15 +235,18 @@ class Run:
         from . import evaluate
         *_, base, _ = self._models()
         report = evaluate.evaluate(self.data, models_dir or self.dir / "export", baseline=base)
+        if models_dir is not None:         # another model set: keep the run's own report
+            report["models_dir"] = str(models_dir)
+            evaluate.write_report(report, self.dir, stem="report_models")
+            return report
         evaluate.write_report(report, self.dir)
-        if models_dir is None:     # metrics go into the run's own manifest entries
-            from posits.models import manifest
-            data = manifest.load(self.dir / "export")
-            summary = {k: report["methods"][k] for k in ("lifter (CNN)", "lifter + LSTM", evaluate.FINAL)}
-            summary["onnx_latency"] = report["onnx_latency"]
-            for role in ("lifter", "smoother"):
-                data["models"][role]["metrics"] = summary
-            manifest.write(data["models"], self.dir / "export")
+        from posits.models import manifest      # metrics go into the run's manifest entries
+        data = manifest.load(self.dir / "export")
+        summary = {k: report["methods"][k] for k in ("lifter (CNN)", "lifter + LSTM", evaluate.FINAL)}
+        summary["onnx_latency"] = report["onnx_latency"]
+        for role in ("lifter", "smoother"):
+            data["models"][role]["metrics"] = summary
+        manifest.write(data["models"], self.dir / "export")
         return report
 
     def run_until(self, last: str, force: bool = False):
