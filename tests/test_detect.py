@@ -10,7 +10,7 @@ import pytest
 from posits.models.manifest import ModelError
 from posits.models.skeleton import INDEX
 from posits.realtime.detect import PoseDetector
-from conftest import NO_PERSON, WALK, read_frames
+from conftest import NO_PERSON, read_frames
 
 
 def _stack(poses):

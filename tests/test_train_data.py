@@ -7,7 +7,6 @@ import pytest
 pytest.importorskip("keras")
 
 from posits.models import metrics, skeleton
-from posits.models.normalize import normalize_2d
 from posits.train import dataset, project
 from posits.train.fit import gather_windows
 from posits.train.mocap import load_motion

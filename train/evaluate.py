@@ -15,7 +15,7 @@ import numpy as np
 from posits.models import metrics
 from posits.models.normalize import denormalize_3d, normalize_2d
 from posits.models.skeleton import BODY_JOINTS, LANDMARK_NAMES
-from .dataset import Dataset, windows
+from .dataset import Dataset
 
 log = logging.getLogger(__name__)
 
