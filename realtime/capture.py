@@ -85,6 +85,16 @@ class _OpenCVSource:
 
     _cap: "cv2.VideoCapture | None"
     _pending: "np.ndarray | None"
+    _fps: float
+    _size: tuple[int, int]
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
 
     def release(self) -> None:
         if self._cap is not None:
@@ -140,14 +150,6 @@ class VideoSource(_OpenCVSource):
         self._frame_count = count if count > 0 else None
         self._size = (first.shape[1], first.shape[0])
         self._index = 0
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
 
     @property
     def frame_count(self) -> int | None:
@@ -255,14 +257,6 @@ class CameraSource(_OpenCVSource):
                 cap.release()
             return None
         return box["image"]
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
 
     @property
     def frame_count(self) -> int | None:

@@ -7,6 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
+from posits.realtime.capture import VideoSource
+
 DATA = Path(__file__).resolve().parent / "data"
 WALK = DATA / "walk.mp4"            # real footage: a man standing, raising his arms, walking
 NO_PERSON = DATA / "no_person.mp4"  # real footage of the same scene with nobody in it
@@ -22,6 +24,16 @@ def read_frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
         frames.append(frame)
     cap.release()
     return frames
+
+
+class UnpluggedVideo(VideoSource):
+    """Fault injection on a real clip: the 6th read raises, as a failing device would."""
+
+    def read(self):
+        frame = super().read()
+        if frame is not None and frame.index == 5:
+            raise OSError("device unplugged")
+        return frame
 
 
 @pytest.fixture(scope="session")

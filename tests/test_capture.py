@@ -12,7 +12,7 @@ import pytest
 
 from posits.realtime.capture import (CameraSource, CaptureError, Channel, FrameReader, LivePacing,
                                      VideoSource)
-from conftest import NO_PERSON, WALK
+from conftest import NO_PERSON, WALK, UnpluggedVideo
 
 WALK_FRAMES = 150
 PERIOD = 1 / 30.0
@@ -260,22 +260,12 @@ def test_stalled_live_source_ends_the_stream(caplog):
     assert not posits_threads()
 
 
-class _UnpluggedVideo(VideoSource):
-    """Fault injection on a real clip: the 6th read raises, as a failing device would."""
-
-    def read(self):
-        frame = super().read()
-        if frame is not None and frame.index == 5:
-            raise OSError("device unplugged")
-        return frame
-
-
 def test_read_error_reaches_the_consumer():
     """An exception in the capture thread is re-raised by the consumer's get(), after the
     frames read before it."""
     got = []
     with pytest.raises(OSError, match="unplugged"):
-        with FrameReader(_UnpluggedVideo(WALK)) as reader:
+        with FrameReader(UnpluggedVideo(WALK)) as reader:
             for frame in reader:
                 got.append(frame.index)
     assert got == [0, 1, 2, 3, 4]

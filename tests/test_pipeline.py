@@ -14,7 +14,7 @@ from posits.models import manifest
 from posits.realtime.capture import LivePacing, VideoSource
 from posits.realtime.detect import PoseDetector
 from posits.realtime.pipeline import Pipeline
-from conftest import NO_PERSON, WALK
+from conftest import NO_PERSON, WALK, UnpluggedVideo
 
 log = logging.getLogger(__name__)
 
@@ -119,22 +119,12 @@ def test_worker_exception_reaches_consumer():
     assert not posits_threads()
 
 
-class _UnpluggedVideo(VideoSource):
-    """Fault injection on a real clip: the 6th read raises, as a failing device would."""
-
-    def read(self):
-        frame = super().read()
-        if frame is not None and frame.index == 5:
-            raise OSError("device unplugged")
-        return frame
-
-
 def test_capture_exception_reaches_consumer(detector):
     """A read error in the capture thread crosses the inference thread to the consumer,
     after the results of the frames read before it."""
     got = []
     with pytest.raises(OSError, match="unplugged"):
-        for result in Pipeline(_UnpluggedVideo(WALK), detector):
+        for result in Pipeline(UnpluggedVideo(WALK), detector):
             got.append(result.frame.index)
     assert got == [0, 1, 2, 3, 4]
     assert not posits_threads()
