@@ -14,6 +14,7 @@ W and U are read from the ONNX sessions themselves. ONNX Runtime never leaves th
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import numpy as np
 from posits.models import manifest
 from posits.models.manifest import ModelError
 from posits.models.normalize import denormalize_3d, normalize_2d
-from posits.models.skeleton import KINEMATIC_TREE, NUM_LANDMARKS
+from posits.models.skeleton import (KINEMATIC_TREE, LEFT_SHOULDER, NUM_LANDMARKS,
+                                    RIGHT_SHOULDER, hip_center)
 from .types import Pose2D, Pose3D
 
 
@@ -158,8 +160,8 @@ class BoneLengthFilter:
         """(33, 3) root-relative pose -> (33, 3) with the track's bone lengths."""
         pts = np.empty((NUM_LANDMARKS + 2, 3), np.float32)
         pts[:NUM_LANDMARKS] = xyz
-        pts[NUM_LANDMARKS] = 0.5 * (xyz[23] + xyz[24])
-        pts[NUM_LANDMARKS + 1] = 0.5 * (xyz[11] + xyz[12])
+        pts[NUM_LANDMARKS] = hip_center(xyz)
+        pts[NUM_LANDMARKS + 1] = 0.5 * (xyz[LEFT_SHOULDER] + xyz[RIGHT_SHOULDER])
         vec = pts[self._children] - pts[self._parents]
         length = np.linalg.norm(vec, axis=1)
         self._n += 1
@@ -210,7 +212,6 @@ class PoseLifter:
 
     def __call__(self, pose2d: Pose2D | None) -> Pose3D | None:
         """The 3D pose for this frame, or None (and a reset) when there is no person."""
-        import time
         if pose2d is None:
             self.reset()
             self.timings = {"lift": 0.0, "lstm": 0.0}

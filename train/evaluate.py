@@ -30,13 +30,6 @@ def _scores(pred: np.ndarray, gt: np.ndarray) -> dict:
             "body_mpjpe_mm": float(metrics.per_joint_error(metrics.root_align(pred), metrics.root_align(gt))[..., list(BODY_JOINTS)].mean())}
 
 
-def _stream(models_dir: Path, kp2d: np.ndarray, use_lstm: bool, bones: bool = False) -> np.ndarray:
-    from posits.realtime.lift import PoseLifter
-    from posits.realtime.types import Pose2D
-    stage = PoseLifter(models_dir, use_lstm=use_lstm, bones=bones)
-    return np.stack([stage(Pose2D(keypoints=f)).xyz for f in kp2d])
-
-
 def onnx_latency_ms(models_dir: Path, kp2d: np.ndarray, repeat: int = 3) -> dict:
     """Per-frame milliseconds of the ONNX lifter and LSTM step on one thread (best of ``repeat``)."""
     from posits.realtime.lift import PoseLifter
@@ -56,7 +49,9 @@ def onnx_latency_ms(models_dir: Path, kp2d: np.ndarray, repeat: int = 3) -> dict
 
 
 def evaluate(data: Dataset, models_dir: Path, baseline=None) -> dict:
-    """Scores per method, per test clip and per joint. ``baseline``: the Keras MLP (optional)."""
+    """Scores per method, per test clip and per joint. ``baseline``: the Keras MLP (optional).
+    The ONNX rows go through ``lift_sequence``, the code posits-live runs."""
+    from posits.realtime.lift import lift_sequence
     mean_pose = data.train_y.reshape(-1, 33, 3).mean(axis=0)
     xn = data.train_x.reshape(-1, 33, 3)[::7, :, :2]
     yn = data.train_y.reshape(-1, 33, 3)[::7, :, :2]
@@ -74,9 +69,10 @@ def evaluate(data: Dataset, models_dir: Path, baseline=None) -> dict:
         if baseline is not None:
             preds["MLP baseline (1 frame)"].append(
                 denormalize_3d(baseline.predict(x[:, None], verbose=0, batch_size=2048)))
-        preds["lifter (CNN)"].append(_stream(models_dir, kp, use_lstm=False))
-        preds["lifter + LSTM"].append(_stream(models_dir, kp, use_lstm=True))
-        preds[FINAL].append(_stream(models_dir, kp, use_lstm=True, bones=True))
+        for method, lstm, bones in (("lifter (CNN)", False, False), ("lifter + LSTM", True, False),
+                                    (FINAL, True, True)):
+            preds[method].append(lift_sequence(kp, view["size"], models_dir=models_dir,
+                                               use_lstm=lstm, bones=bones))
     report = {"methods": {}, "per_clip": {}, "per_joint_mpjpe_mm": {}, "test_clips": sorted(set(clips)),
               "test_views": len(data.test), "test_frames": int(sum(len(g) for g in gts)),
               "note": "MPJPE root-aligned, PA-MPJPE Procrustes-aligned, over all 33 landmarks; "
