@@ -37,6 +37,27 @@ def test_bone_scaling_changes_lengths_not_directions(walk):
     np.testing.assert_allclose(skeleton.hip_center(scaled), skeleton.hip_center(walk), atol=1e-6)
 
 
+def test_mix_limbs_keeps_the_torso_and_takes_whole_limbs(walk):
+    """Mixed motion keeps the receiver's torso and head; every limb is either its own or the
+    donor's (same shape relative to the shoulder/hip, in the torso frame)."""
+    donor = next(c.joints for c in load_motion() if c.name == "deepmimic/run")[: len(walk)]
+    walk = walk[: len(donor)]
+    rng = np.random.default_rng(3)
+    taken = 0
+    for _ in range(8):
+        mixed = dataset.mix_limbs(walk, donor, rng)
+        torso = [0, 7, 8, 11, 12, 23, 24]
+        np.testing.assert_allclose(mixed[:, torso], walk[:, torso], atol=1e-6)
+        for base, idx in dataset.LIMBS:
+            rel = mixed[:, list(idx)] - mixed[:, base:base + 1]
+            own = np.allclose(mixed[:, list(idx)], walk[:, list(idx)], atol=1e-6)
+            lengths = np.linalg.norm(rel, axis=-1)
+            donor_lengths = np.linalg.norm(donor[:, list(idx)] - donor[:, base:base + 1], axis=-1)
+            assert own or np.allclose(lengths, donor_lengths, atol=1e-5)
+            taken += not own
+    assert taken > 0
+
+
 def test_camera_sees_person_upright_and_in_front(walk):
     rng = np.random.default_rng(3)
     for _ in range(20):

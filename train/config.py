@@ -19,7 +19,7 @@ class TrainConfig:
     fit_epochs: int = 60           # (int) max epochs of the final lifter fit
     fit_steps: int = 400           # (int) batches per epoch of the final lifter fit
     fit_patience: int = 8          # (int) early-stopping patience of the final fits
-    smoother_epochs: int = 40      # (int) max epochs of the final LSTM fit
+    smoother_epochs: int = 20      # (int) max epochs of the final LSTM fit (it settles in ~10)
     baseline_epochs: int = 10      # (int) max epochs of the MLP baseline
     batch: int = 256               # (int) lifter batch size (windows)
     seed: int = 0                  # (int) seeds data, search and training

@@ -1,8 +1,8 @@
 """Keras -> ONNX (tf2onnx), parity checks against Keras, and manifest entries.
 
-The smoother is exported in its single-step form with the LSTM state as explicit inputs and
-outputs (h_in, c_in -> h_out, c_out): a Keras ``stateful=True`` LSTM converts without error
-but the ONNX graph would not carry the state.
+The smoother is exported in its single-step form with its whole recurrent state as explicit
+inputs and outputs (h_in, c_in, y_in, v_in -> h_out, c_out, y_out, v_out): a Keras
+``stateful=True`` LSTM converts without error but the ONNX graph would not carry the state.
 """
 from __future__ import annotations
 
@@ -67,19 +67,15 @@ def lifter_parity(keras_model, onnx_path: Path, x: np.ndarray) -> float:
 
 def smoother_parity(seq_model, onnx_path: Path, pose: np.ndarray, kp: np.ndarray) -> float:
     """Max abs difference between the Keras sequence output and the ONNX step model stepped
-    frame by frame with its state fed back: pose, kp (N, T, 33, 3)."""
-    from posits.realtime.lift import OnnxModel
+    frame by frame, its state fed back by the live loop's own Smoother: pose, kp (N, T, 33, 3)."""
+    from posits.realtime.lift import Smoother
     ref = seq_model.predict([pose, kp], verbose=0)
-    step = OnnxModel(onnx_path)
-    units = step.inputs["h_in"][-1]
-    h = np.zeros((pose.shape[0], units), np.float32)
-    c = np.zeros_like(h)
-    outs = []
-    for t in range(pose.shape[1]):
-        r = step(pose_in=pose[:, t].astype(np.float32), keypoints=kp[:, t].astype(np.float32), h_in=h, c_in=c)
-        h, c = r["h_out"], r["c_out"]
-        outs.append(r["pose"])
-    return float(np.abs(np.stack(outs, axis=1) - ref).max())
+    worst = 0.0
+    for n in range(pose.shape[0]):
+        step = Smoother(onnx_path)
+        got = np.stack([step.update(pose[n, t], kp[n, t]) for t in range(pose.shape[1])])
+        worst = max(worst, float(np.abs(got - ref[n]).max()))
+    return worst
 
 
 def entry(path: Path, role: str, **fields) -> dict:

@@ -139,7 +139,7 @@ class Run:
         log.info("best lifter params: %s", best)
 
     def stage_fit(self):
-        from . import fit, search
+        from . import fit, nets, search
         c = self.cfg
         ck = self.dir / "checkpoints"
         ck.mkdir(exist_ok=True)
@@ -151,8 +151,9 @@ class Run:
                                        seed=c.seed, progress=_epoch_callback(c.fit_epochs, "lifter fit"))
         lifter.save_weights(ck / "lifter.weights.h5")
         t_lifter = time.time() - t0
-        lifted_train = fit.lift_sequences(lifter, self.data.train_x)
-        lifted_val = fit.lift_sequences(lifter, self.data.val_x)
+        shipped = nets.flip_averaged(lifter)          # what is exported: the smoother learns on it
+        lifted_train = fit.lift_sequences(shipped, self.data.train_x)
+        lifted_val = fit.lift_sequences(shipped, self.data.val_x)
         if "smoother" not in params:
             bar = _progress_bar(c.smoother_trials, "LSTM search")
 
@@ -183,13 +184,15 @@ class Run:
             "baseline": {"history": bhist, "seconds": round(time.time() - t0, 1)}})
 
     def _models(self):
-        """Rebuild the Keras models of this run from best_params.json and the checkpoints."""
+        """Rebuild the Keras models of this run from best_params.json and the checkpoints: the
+        lifter as shipped (flip-averaged), the smoother's sequence and step forms, the MLP."""
         from . import nets
         params = self._json("best_params.json")
         lp, sp = params["lifter"], params["smoother"]
         lifter = nets.build_lifter(lp["window"], lp["filters"], lp["kernel"], lp["conv_layers"], lp["pool"],
                                    lp["units"], lp["blocks"], lp["dropout"])
         lifter.load_weights(self.dir / "checkpoints" / "lifter.weights.h5")
+        lifter = nets.flip_averaged(lifter)
         seq, step = nets.build_smoother(sp["lstm_units"], self.cfg.data.seq_len)
         seq.load_weights(self.dir / "checkpoints" / "smoother.weights.h5")
         base = nets.build_mlp_baseline()
@@ -220,10 +223,10 @@ class Run:
                   "data_config": asdict(self.cfg.data), "seed": self.cfg.seed,
                   "parity": parity, "run": self.dir.name}
         entries = {
-            "lifter": export.entry(lpath, "CNN lifter: causal window of normalized 2D -> root-relative 3D",
+            "lifter": export.entry(lpath, "CNN lifter: causal window of normalized 2D -> root-relative 3D, averaged with its run on the mirrored 2D",
                                    window=int(params["lifter"]["window"]), hyperparameters=params["lifter"],
                                    train_seconds=fitinfo["lifter"]["seconds"], **common),
-            "smoother": export.entry(spath, "streaming LSTM, one step, explicit h/c state",
+            "smoother": export.entry(spath, "streaming LSTM filter, one step, explicit state (h, c, previous pose, velocity)",
                                      units=int(params["smoother"]["lstm_units"]),
                                      hyperparameters=params["smoother"],
                                      train_seconds=fitinfo["smoother"]["seconds"], **common),

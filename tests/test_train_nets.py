@@ -1,0 +1,54 @@
+"""The Keras models' structure: the flip-averaged lifter and the streaming filter smoother."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+
+from posits.models.normalize import normalize_2d
+from posits.models.skeleton import MIRROR
+from posits.train import nets
+from posits.train.mocap import load_motion
+
+
+def _mirror(a: np.ndarray) -> np.ndarray:
+    b = a[..., MIRROR, :].copy()
+    b[..., 0] *= -1.0
+    return b
+
+
+@pytest.fixture(scope="module")
+def kp2d():
+    """Normalized 2D of real motion (a side view of the DeepMimic walk): (1, T, 33, 3)."""
+    walk = next(c.joints for c in load_motion() if c.name == "deepmimic/walk")[:40]
+    xy = walk[..., [2, 1]] * np.array([300.0, -300.0]) + np.array([320.0, 240.0])
+    return normalize_2d(np.concatenate([xy, np.ones_like(xy[..., :1])], axis=-1))[None].astype(np.float32)
+
+
+def test_flip_averaged_lifter_is_mirror_equivariant(kp2d):
+    """Mirroring the 2D mirrors the 3D exactly: no left/right bias is left in the output."""
+    lifter = nets.flip_averaged(nets.build_lifter(5, 16, 3, 1, 1, 32, 1, 0.0))
+    x = np.stack([kp2d[0, t - 4:t + 1] for t in range(4, kp2d.shape[1])])
+    y = lifter.predict(x, verbose=0)
+    np.testing.assert_allclose(lifter.predict(_mirror(x), verbose=0), _mirror(y), atol=1e-5)
+    assert [t.name for t in lifter.inputs] == ["keypoints"] and lifter.output_names == ["pose"]
+
+
+def test_filter_smoother_step_form_equals_sequence_form(kp2d):
+    """Stepping the single-step model with its state fed back reproduces the sequence model; a
+    track's first output is the lifter's own pose (y starts at it, v at zero)."""
+    seq, step = nets.build_smoother(16, None)
+    rng = np.random.default_rng(0)
+    for layer in (seq.get_layer("rnn").cell.gains,):       # non-trivial gains
+        layer.set_weights([0.3 * rng.standard_normal(w.shape).astype(np.float32) for w in layer.get_weights()])
+    pose = (kp2d * 0.5).astype(np.float32)
+    ref = seq.predict([pose, kp2d], verbose=0)
+    np.testing.assert_allclose(ref[:, 0], pose[:, 0], atol=1e-6)
+    state = [np.zeros((1, 16), np.float32), np.zeros((1, 16), np.float32), pose[:, 0], np.zeros_like(pose[:, 0])]
+    outs = []
+    for t in range(pose.shape[1]):
+        out, *state = step.predict([pose[:, t], kp2d[:, t], *state], verbose=0)
+        outs.append(out)
+    np.testing.assert_allclose(np.stack(outs, axis=1), ref, atol=1e-5)
+    assert not np.allclose(ref, pose, atol=1e-3)             # it does filter
