@@ -14,7 +14,7 @@ class TrainConfig:
     lifter_trials: int = 12        # (int) hyperopt TPE trials for the lifter
     smoother_trials: int = 4       # (int) hyperopt TPE trials for the LSTM
     search_epochs: int = 6         # (int) epochs per lifter trial (early stopping may cut it)
-    search_steps: int = 150        # (int) batches per epoch in a lifter trial
+    search_steps: int = 250        # (int) batches per epoch in a lifter trial
     smoother_search_epochs: int = 6  # (int) epochs per LSTM trial
     fit_epochs: int = 60           # (int) max epochs of the final lifter fit
     fit_steps: int = 400           # (int) batches per epoch of the final lifter fit

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def lifter_space():
     from hyperopt import hp
     return {
-        "window": hp.choice("window", [1, 3, 5, 9]),
+        "window": hp.choice("window", [3, 5, 9]),          # temporal context: at least 3 frames
         "filters": hp.choice("filters", [32, 64, 96]),
         "kernel": hp.choice("kernel", [1, 3, 5]),
         "conv_layers": hp.choice("conv_layers", [1, 2]),
