@@ -6,8 +6,10 @@ lifter    input  ``keypoints`` (N, W, 33, 3) float32: the last W frames of norma
                  (models/normalize.normalize_2d), oldest first, the current frame last
           output ``pose``      (N, 33, 3) float32: normalized root-relative 3D
 smoother  inputs ``pose_in`` (N, 33, 3) lifter output, ``keypoints`` (N, 33, 3) current
-                 normalized 2D, ``h_in`` and ``c_in`` (N, U) LSTM state
-          outputs ``pose`` (N, 33, 3) refined pose, ``h_out`` and ``c_out`` (N, U) next state
+                 normalized 2D, and state: ``h_in``, ``c_in`` (N, U) LSTM state, ``y_in``,
+                 ``v_in`` (N, 33, 3) previous refined pose and its velocity
+          outputs ``pose`` (N, 33, 3) refined pose and the next state ``h_out``, ``c_out``,
+                 ``y_out``, ``v_out``. State starts at zero, except ``y_in`` = the first pose_in.
 
 W and U are read from the ONNX sessions themselves. ONNX Runtime never leaves this module.
 """
@@ -91,31 +93,44 @@ class Lifter:
 
 
 class Smoother:
-    """The streaming LSTM: one step per frame, its (h, c) state carried here explicitly.
+    """The streaming smoother: one step per frame, its recurrent state carried here explicitly.
 
-    ``update(pose, normalized_2d)`` returns the refined normalized pose; ``reset()`` zeroes the
-    state (call it when the person is lost).
+    Every smoother input other than ``pose_in`` and ``keypoints`` is state: ``<name>_in`` is
+    fed the previous step's ``<name>_out``. At a track start all state is zero except ``y_in``
+    (the previous refined pose), which starts at the lifter's first pose.
+
+    ``update(pose, normalized_2d)`` returns the refined normalized pose; ``reset()`` starts a
+    new track (call it when the person is lost).
     """
 
     def __init__(self, path: str | Path, threads: int = 1):
         self.model = OnnxModel(path, threads)
         _require(self.model, "smoother", {"pose_in", "keypoints", "h_in", "c_in"},
                  {"pose", "h_out", "c_out"})
-        units = self.model.inputs["h_in"][-1]
-        if not isinstance(units, int):
-            raise ModelError(f"smoother state h_in has no fixed size: {self.model.inputs['h_in']}")
-        self.units = units
+        self.state_names = [n for n in self.model.inputs if n not in ("pose_in", "keypoints")]
+        self._shapes = {}
+        for name in self.state_names:
+            shape = self.model.inputs[name]
+            if not name.endswith("_in") or name[:-3] + "_out" not in self.model.outputs:
+                raise ModelError(f"smoother state input {name} has no matching output {name[:-3]}_out")
+            if not all(isinstance(d, int) for d in shape[1:]):
+                raise ModelError(f"smoother state {name} has no fixed size: {shape}")
+            self._shapes[name] = (1, *shape[1:])
+        self.units = int(self.model.inputs["h_in"][-1])
         self.reset()
 
     def reset(self) -> None:
-        self._h = np.zeros((1, self.units), np.float32)
-        self._c = np.zeros((1, self.units), np.float32)
+        self._state: dict[str, np.ndarray] | None = None
 
     def update(self, pose: np.ndarray, normalized_2d: np.ndarray) -> np.ndarray:
-        out = self.model(pose_in=pose[None].astype(np.float32),
-                         keypoints=normalized_2d[None].astype(np.float32),
-                         h_in=self._h, c_in=self._c)
-        self._h, self._c = out["h_out"], out["c_out"]
+        pose = pose[None].astype(np.float32, copy=False)
+        if self._state is None:
+            self._state = {n: np.zeros(s, np.float32) for n, s in self._shapes.items()}
+            if "y_in" in self._state:
+                self._state["y_in"] = pose.copy()
+        out = self.model(pose_in=pose, keypoints=normalized_2d[None].astype(np.float32, copy=False),
+                         **self._state)
+        self._state = {n: out[n[:-3] + "_out"] for n in self.state_names}
         return out["pose"][0]
 
 
