@@ -52,6 +52,32 @@ def test_normalize_2d_missing_landmarks_and_empty_frames(walk_poses):
     assert not out[1].any()
 
 
+def test_normalize_2d_single_frame_path_is_bit_identical(walk_poses):
+    """One finite frame takes the short path: bit-identical to the general path, on real
+    landmarks and on the cases that zero things (invisible joints, hips, degenerate scale)."""
+    from posits.models.normalize import _normalize_any, _normalize_frame
+    real = [p.keypoints for p in walk_poses if p is not None]
+    rng = np.random.default_rng(0)
+    frames = list(real)
+    for i in range(300):
+        kp = real[i % len(real)].copy()
+        kp[:, :2] = kp[:, :2] * rng.uniform(0.01, 20.0) + rng.normal(0.0, 500.0, 2)
+        kp[:, 2] = rng.uniform(0.0, 0.1, 33) if i % 3 == 0 else kp[:, 2]   # many below 0.05
+        if i % 5 == 0:
+            kp[rng.choice([skeleton.LEFT_HIP, skeleton.RIGHT_HIP]), 2] = 0.01  # a hip not seen
+        if i % 7 == 0:
+            kp[:, :2] = kp[skeleton.LEFT_HIP, :2]                               # zero body scale
+        frames.append(kp)
+    for kp in frames:
+        fast, general = _normalize_frame(kp), _normalize_any(kp)
+        assert fast.dtype == general.dtype == np.float32
+        np.testing.assert_array_equal(fast, general)
+        np.testing.assert_array_equal(normalize_2d(kp), general)
+    kp = real[0].copy()
+    kp[15] = np.nan                           # non-finite frames take the general path
+    np.testing.assert_array_equal(normalize_2d(kp), _normalize_any(kp))
+
+
 def test_3d_round_trip():
     rng = np.random.default_rng(0)
     pose = rng.normal(size=(4, 33, 3)).astype(np.float32) + 5.0
