@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,8 @@ import numpy as np
 from posits.models import manifest
 from posits.models.manifest import ModelError
 from posits.models.normalize import denormalize_3d, normalize_2d
-from posits.models.skeleton import (KINEMATIC_TREE, LEFT_SHOULDER, NUM_LANDMARKS,
-                                    RIGHT_SHOULDER, hip_center)
+from posits.models.skeleton import (HIP_MID, KINEMATIC_TREE, LEFT_HIP, LEFT_SHOULDER,
+                                    NUM_LANDMARKS, RIGHT_HIP, RIGHT_SHOULDER, SHOULDER_MID)
 from .types import Pose2D, Pose3D
 
 
@@ -56,6 +56,31 @@ class OnnxModel:
     def __call__(self, **feeds: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
 
+    def bind(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> Callable[[], None]:
+        """Bind preallocated arrays to the model's inputs and outputs; returns ``run()``.
+
+        The arrays (float32, C-contiguous, the shapes the model takes and gives) are shared
+        with ONNX Runtime by memory: ``run()`` reads what the input arrays hold at that moment
+        and writes the results into the output arrays, with no conversion or allocation on
+        the way (the live loop's per-frame path). ``run`` keeps the arrays alive.
+        """
+        arrays = {**inputs, **outputs}
+        for name, array in arrays.items():
+            if array.dtype != np.float32 or not array.flags.c_contiguous:
+                raise ValueError(f"{name}: bound arrays must be C-contiguous float32")
+        binding = self.session.io_binding()
+        for name, array in inputs.items():
+            binding.bind_cpu_input(name, array)
+        for name, array in outputs.items():
+            binding.bind_output(name, "cpu", 0, np.float32, array.shape, array.ctypes.data)
+        run_with_iobinding = self.session.run_with_iobinding
+
+        def run() -> None:
+            run_with_iobinding(binding)
+
+        run.arrays = arrays         # the bound memory lives as long as run does
+        return run
+
 
 def _require(model: OnnxModel, role: str, inputs: set[str], outputs: set[str]) -> None:
     if not inputs <= set(model.inputs) or not outputs <= set(model.outputs):
@@ -66,7 +91,7 @@ def _require(model: OnnxModel, role: str, inputs: set[str], outputs: set[str]) -
 class Lifter:
     """Normalized 2D window -> root-relative 3D (the CNN lifter). Keeps the last W frames.
 
-    ``__call__(keypoints_2d)`` takes one frame's (33, 3) pixels + visibility and returns the
+    ``__call__(normalized_2d)`` takes one frame's normalized 2D (33, 3) and returns the
     normalized 3D pose (33, 3); ``reset()`` forgets the history (after a gap).
     """
 
@@ -77,19 +102,25 @@ class Lifter:
         if len(shape) != 4 or not isinstance(shape[1], int) or tuple(shape[2:]) != (NUM_LANDMARKS, 3):
             raise ModelError(f"lifter input 'keypoints' has shape {shape}; expected (N, W, 33, 3)")
         self.window = int(shape[1])
-        self._history: deque[np.ndarray] = deque(maxlen=self.window)
+        self._frames = np.zeros((1, self.window, NUM_LANDMARKS, 3), np.float32)  # oldest first
+        self._pose = np.zeros((1, NUM_LANDMARKS, 3), np.float32)
+        self._run = self.model.bind({"keypoints": self._frames}, {"pose": self._pose})
+        self.reset()
 
     def reset(self) -> None:
-        self._history.clear()
+        self._tracking = False
 
     def __call__(self, normalized_2d: np.ndarray) -> np.ndarray:
         """(33, 3) normalized 2D of the current frame -> (33, 3) normalized 3D."""
-        if not self._history:       # a new track: pad the window with its first frame
-            self._history.extend([normalized_2d] * self.window)
-        else:
-            self._history.append(normalized_2d)
-        window = np.stack(self._history)[None].astype(np.float32)
-        return self.model(keypoints=window)["pose"][0]
+        frames = self._frames[0]
+        if self._tracking:          # shift the window by one frame, in place
+            frames[:-1] = frames[1:]
+            frames[-1] = normalized_2d
+        else:                       # a new track: pad the window with its first frame
+            frames[:] = normalized_2d
+            self._tracking = True
+        self._run()
+        return self._pose[0].copy()
 
 
 class Smoother:
@@ -117,35 +148,61 @@ class Smoother:
                 raise ModelError(f"smoother state {name} has no fixed size: {shape}")
             self._shapes[name] = (1, *shape[1:])
         self.units = int(self.model.inputs["h_in"][-1])
+        # bound buffers: this step's inputs, the state fed in, the refined pose and next state
+        self._pose_in = np.zeros((1, NUM_LANDMARKS, 3), np.float32)
+        self._keypoints = np.zeros((1, NUM_LANDMARKS, 3), np.float32)
+        self._pose = np.zeros((1, NUM_LANDMARKS, 3), np.float32)
+        self._state = {n: np.zeros(s, np.float32) for n, s in self._shapes.items()}
+        self._next_state = {n: np.zeros(s, np.float32) for n, s in self._shapes.items()}
+        self._run = self.model.bind(
+            {"pose_in": self._pose_in, "keypoints": self._keypoints, **self._state},
+            {"pose": self._pose, **{n[:-3] + "_out": b for n, b in self._next_state.items()}})
         self.reset()
 
     def reset(self) -> None:
-        self._state: dict[str, np.ndarray] | None = None
+        self._tracking = False
 
     def update(self, pose: np.ndarray, normalized_2d: np.ndarray) -> np.ndarray:
-        pose = pose[None].astype(np.float32, copy=False)
-        if self._state is None:
-            self._state = {n: np.zeros(s, np.float32) for n, s in self._shapes.items()}
+        self._pose_in[0] = pose
+        self._keypoints[0] = normalized_2d
+        if not self._tracking:      # a new track: zero state, y_in = this first pose
+            for state in self._state.values():
+                state.fill(0.0)
             if "y_in" in self._state:
-                self._state["y_in"] = pose.copy()
-        out = self.model(pose_in=pose, keypoints=normalized_2d[None].astype(np.float32, copy=False),
-                         **self._state)
-        self._state = {n: out[n[:-3] + "_out"] for n in self.state_names}
-        return out["pose"][0]
+                self._state["y_in"][...] = self._pose_in
+            self._tracking = True
+        self._run()
+        for name, state in self._state.items():     # <name>_out -> <name>_in
+            np.copyto(state, self._next_state[name])
+        return self._pose[0].copy()
 
 
-def _tree_levels():
-    """KINEMATIC_TREE grouped by depth: [(children, parents), ...] as index arrays into a
-    35-row array (33 landmarks, then hip mid at 33 and shoulder mid at 34)."""
-    slot = lambda j: j if j >= 0 else NUM_LANDMARKS - 1 - j   # -1 -> 33, -2 -> 34  # noqa: E731
-    depth = {-1: 0}
-    for child, parent, _ in KINEMATIC_TREE:
-        depth[child] = depth[parent] + 1
-    levels = []
-    for d in range(1, max(depth.values()) + 1):
-        pairs = [(slot(c), slot(p)) for c, p, _ in KINEMATIC_TREE if depth[c] == d]
-        levels.append((np.array([c for c, _ in pairs]), np.array([p for _, p in pairs])))
-    return levels
+def _tree_matrices() -> tuple[np.ndarray, np.ndarray]:
+    """KINEMATIC_TREE as two float32 matrices over the 33 landmarks, one row/column per bone:
+
+    ``bones_from_points`` (B, 33): bone vectors (child minus parent) = it @ pose, the virtual
+        hip and shoulder midpoints being the averages of their two landmarks;
+    ``points_from_bones`` (33, B): each landmark = it @ bone vectors, the sum of the bones on
+        its path from the hip midpoint (a 0/1 matrix).
+    """
+    def point(j: int) -> np.ndarray:
+        row = np.zeros(NUM_LANDMARKS)
+        if j == HIP_MID:
+            row[[LEFT_HIP, RIGHT_HIP]] = 0.5
+        elif j == SHOULDER_MID:
+            row[[LEFT_SHOULDER, RIGHT_SHOULDER]] = 0.5
+        else:
+            row[j] = 1.0
+        return row
+
+    bones_from_points = np.stack([point(c) - point(p) for c, p, _ in KINEMATIC_TREE])
+    path: dict[int, list[int]] = {HIP_MID: []}      # parents come before their children
+    for b, (child, parent, _) in enumerate(KINEMATIC_TREE):
+        path[child] = path[parent] + [b]
+    points_from_bones = np.zeros((NUM_LANDMARKS, len(KINEMATIC_TREE)))
+    for j in range(NUM_LANDMARKS):
+        points_from_bones[j, path[j]] = 1.0
+    return bones_from_points.astype(np.float32), points_from_bones.astype(np.float32)
 
 
 class BoneLengthFilter:
@@ -162,9 +219,7 @@ class BoneLengthFilter:
 
     def __init__(self, memory: int = 300):
         self.memory = memory
-        self._levels = _tree_levels()
-        self._children = np.concatenate([c for c, _ in self._levels])
-        self._parents = np.concatenate([p for _, p in self._levels])
+        self._bones_from_points, self._points_from_bones = _tree_matrices()
         self.reset()
 
     def reset(self) -> None:
@@ -172,25 +227,15 @@ class BoneLengthFilter:
         self._n = 0
 
     def __call__(self, xyz: np.ndarray) -> np.ndarray:
-        """(33, 3) root-relative pose -> (33, 3) with the track's bone lengths."""
-        pts = np.empty((NUM_LANDMARKS + 2, 3), np.float32)
-        pts[:NUM_LANDMARKS] = xyz
-        pts[NUM_LANDMARKS] = hip_center(xyz)
-        pts[NUM_LANDMARKS + 1] = 0.5 * (xyz[LEFT_SHOULDER] + xyz[RIGHT_SHOULDER])
-        vec = pts[self._children] - pts[self._parents]
-        length = np.linalg.norm(vec, axis=1)
+        """(33, 3) root-relative pose -> (33, 3) float32 with the track's bone lengths, the
+        hip midpoint at the origin."""
+        vec = self._bones_from_points @ np.asarray(xyz, dtype=np.float32)      # (B, 3)
+        length = np.sqrt((vec * vec).sum(axis=1))
         self._n += 1
         w = max(1.0 / self._n, 1.0 / self.memory)
         self._lengths = length if self._lengths is None else (1 - w) * self._lengths + w * length
-        unit = vec / np.maximum(length, 1e-6)[:, None]
-        out = pts.copy()
-        out[NUM_LANDMARKS] = 0.0
-        start = 0
-        for children, parents in self._levels:
-            stop = start + len(children)
-            out[children] = out[parents] + unit[start:stop] * self._lengths[start:stop, None]
-            start = stop
-        return out[:NUM_LANDMARKS]
+        stretch = self._lengths / np.maximum(length, 1e-6)
+        return self._points_from_bones @ (vec * stretch[:, None])
 
 
 class PoseLifter:

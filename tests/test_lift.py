@@ -48,6 +48,38 @@ def test_lstm_steps_match_lifter_plus_state(walk_kp):
     assert acc(smoothed) < acc(lifted)                  # steadier
 
 
+def test_bound_buffers_match_plain_session_runs(walk_kp):
+    """PoseLifter's per-frame path (buffers bound to ONNX Runtime, window shifted in place,
+    smoother state fed back) gives what plain session runs on freshly built inputs give,
+    across a reset; every returned pose is an array of its own."""
+    from collections import deque
+
+    from posits.models.normalize import denormalize_3d, normalize_2d
+    from posits.realtime.types import Pose2D
+    stage = PoseLifter(bones=False)
+    lifter, smoother, window = stage.lifter.model, stage.smoother.model, stage.lifter.window
+    got, want = [], []
+    for frames in (walk_kp[:40], walk_kp[90:130]):          # a new track after the reset
+        stage(None)
+        history: deque = deque(maxlen=window)
+        state = None
+        for kp in frames:
+            got.append(stage(Pose2D(keypoints=kp)).xyz)
+            x = normalize_2d(kp)
+            history.extend([x] * (window if not history else 1))
+            pose = lifter(keypoints=np.stack(history)[None])["pose"]
+            if state is None:                                # zero, except y_in = first pose
+                state = {n: np.zeros((1, *smoother.inputs[n][1:]), np.float32)
+                         for n in stage.smoother.state_names}
+                if "y_in" in state:
+                    state["y_in"] = pose.copy()
+            out = smoother(pose_in=pose, keypoints=x[None], **state)
+            state = {n: out[n[:-3] + "_out"] for n in state}
+            want.append(denormalize_3d(out["pose"][0]))
+    np.testing.assert_allclose(np.stack(got), np.stack(want), atol=1e-6)
+    assert not any(np.shares_memory(a, b) for a, b in zip(got, got[1:]))
+
+
 def test_input_validation():
     with pytest.raises(ValueError):
         lift_sequence(np.zeros((5, 17, 3)), (640, 480))
