@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from posits.models.manifest import ModelError
-from posits.models.skeleton import INDEX
+from posits.models.skeleton import INDEX, MIRROR
 from posits.realtime.detect import PoseDetector
 from conftest import NO_PERSON, read_frames
 
@@ -78,6 +78,30 @@ def test_left_right_do_not_swap(walk_poses):
         swaps += np.sum((swap[ok] < 0.5 * keep[ok]) & apart[ok])
     assert checked > 400
     assert swaps <= 0.02 * checked, f"{swaps} left/right swaps in {checked} joint transitions"
+
+
+def test_swap_guard_undoes_injected_swaps(walk_poses):
+    """Real landmarks, a left/right swap injected on single frames (the whole body, the lower
+    legs, the forearms): the guard gives back the labels as they were, world landmarks with
+    them, and counts each fix; the frames around are left as they were."""
+    from posits.realtime.detect import SWAP_PARTS, SwapGuard
+    from posits.realtime.types import Pose2D
+    track = walk_poses[10:80]
+    assert all(p is not None for p in track)
+    first = SwapGuard()
+    ref = [first(p) for p in track]                 # the guarded real sequence
+    corrupted = list(ref)
+    for t, part in zip((20, 35, 50), SWAP_PARTS):
+        perm = np.arange(33)
+        idx = np.array(sorted(set(part) | {int(MIRROR[i]) for i in part}))
+        perm[idx] = MIRROR[idx]
+        corrupted[t] = Pose2D(keypoints=ref[t].keypoints[perm], world=ref[t].world[perm])
+    guard = SwapGuard()
+    out = [guard(p) for p in corrupted]
+    for got, want in zip(out, ref):
+        np.testing.assert_array_equal(got.keypoints, want.keypoints)
+        np.testing.assert_array_equal(got.world, want.world)
+    assert guard.swaps_fixed == 3
 
 
 def test_no_person_gives_nothing():
