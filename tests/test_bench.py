@@ -98,13 +98,21 @@ def test_targets_are_computed_from_their_parts(short_run):
     _, report = short_run
     t, th = report["targets"], report["throughput"]
     ratio = t["throughput_ratio"]
-    assert ratio["value"] == pytest.approx(th["(ii)"]["fps_best"] / th["(i)"]["fps_best"])
+    runs = report["runs"]                    # one round: decode, (i), (ii), (iii), (iii*)
+    same_round = next(r for r in runs if r["variant"] == "(ii)")["fps"] / \
+        next(r for r in runs if r["variant"] == "(i)")["fps"]
+    assert ratio["paired_rounds"] == [pytest.approx(same_round)]
+    assert ratio["value"] == ratio["paired_median"] == pytest.approx(same_round)
+    assert ratio["best_rounds"] == pytest.approx(th["(ii)"]["fps_best"] / th["(i)"]["fps_best"])
     assert ratio["ok"] == (ratio["value"] >= 0.95)
     share = t["lift_share_pct"]
     lift = th["(ii)"]["stages_ms"]["lift"] + th["(ii)"]["stages_ms"]["lstm"]
     assert share["lift_lstm_ms"] == pytest.approx(lift)
     assert share["value"] == pytest.approx(100 * lift / th["(ii)"]["frame_ms"])
     assert 0 < share["value"] < 100
+    assert share["poselifter_call_ms"] == report["onnx"]["poselifter_ms"]["median"]
+    assert share["poselifter_call_pct"] == pytest.approx(
+        100 * share["poselifter_call_ms"] / th["(ii)"]["frame_ms"])
     assert t["render_fps"]["value"] == pytest.approx(th["(iii*)"]["fps_best"])
     onnx = report["onnx"]
     assert t["onnx_ms"]["value"] == onnx["ort_ms"]["median"]
