@@ -15,11 +15,11 @@ class TrainConfig:
     smoother_trials: int = 4       # (int) hyperopt TPE trials for the LSTM
     search_epochs: int = 6         # (int) epochs per lifter trial (early stopping may cut it)
     search_steps: int = 250        # (int) batches per epoch in a lifter trial
-    smoother_search_epochs: int = 6  # (int) epochs per LSTM trial
+    smoother_search_epochs: int = 10  # (int) epochs per LSTM trial (as long as the final fit)
     fit_epochs: int = 60           # (int) max epochs of the final lifter fit
     fit_steps: int = 400           # (int) batches per epoch of the final lifter fit
     fit_patience: int = 8          # (int) early-stopping patience of the final fits
-    smoother_epochs: int = 20      # (int) max epochs of the final LSTM fit (it settles in ~10)
+    smoother_epochs: int = 10      # (int) max epochs of the final LSTM fit (it settles in ~10)
     baseline_epochs: int = 10      # (int) max epochs of the MLP baseline
     batch: int = 256               # (int) lifter batch size (windows)
     seed: int = 0                  # (int) seeds data, search and training

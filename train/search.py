@@ -43,8 +43,8 @@ def smoother_space():
     from hyperopt import hp
     return {
         "lstm_units": hp.choice("lstm_units", [32, 48, 64, 96]),
-        "vel_weight": hp.uniform("vel_weight", 0.1, 2.0),
-        "acc_weight": hp.uniform("acc_weight", 0.1, 2.0),
+        "vel_weight": hp.uniform("vel_weight", 0.1, 1.0),
+        "acc_weight": hp.uniform("acc_weight", 0.1, 1.0),
         "lstm_lr": hp.loguniform("lstm_lr", np.log(5e-4), np.log(3e-3)),
     }
 
@@ -105,7 +105,7 @@ def smoother_score(seq_model, lifted_val: np.ndarray, data: Dataset) -> float:
     pred = seq_model.predict([lifted_val, data.val_x], verbose=0, batch_size=256)
     pos, acc = _pos_acc(pred, data.val_y)
     _, acc_lifter = _pos_acc(lifted_val, data.val_y)
-    return pos + 10.0 * max(0.0, acc - ACCEL_RATIO * acc_lifter)
+    return pos + 2.0 * max(0.0, acc - ACCEL_RATIO * acc_lifter)
 
 
 def search_smoother(lifted_train, lifted_val, data: Dataset, trials: int, epochs: int, seed: int,
