@@ -7,15 +7,9 @@ import pytest
 pytest.importorskip("keras")
 
 from posits.models.normalize import normalize_2d
-from posits.models.skeleton import MIRROR
 from posits.train import nets
+from posits.train.dataset import mirror
 from posits.train.mocap import load_motion
-
-
-def _mirror(a: np.ndarray) -> np.ndarray:
-    b = a[..., MIRROR, :].copy()
-    b[..., 0] *= -1.0
-    return b
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +25,7 @@ def test_flip_averaged_lifter_is_mirror_equivariant(kp2d):
     lifter = nets.flip_averaged(nets.build_lifter(5, 16, 3, 1, 1, 32, 1, 0.0))
     x = np.stack([kp2d[0, t - 4:t + 1] for t in range(4, kp2d.shape[1])])
     y = lifter.predict(x, verbose=0)
-    np.testing.assert_allclose(lifter.predict(_mirror(x), verbose=0), _mirror(y), atol=1e-5)
+    np.testing.assert_allclose(lifter.predict(mirror(x), verbose=0), mirror(y), atol=1e-5)
     assert [t.name for t in lifter.inputs] == ["keypoints"] and lifter.output_names == ["pose"]
 
 

@@ -60,8 +60,9 @@ class DataConfig:
 # --- 3D augmentation (world frame, y up) -------------------------------------------------
 
 def mirror(joints: np.ndarray) -> np.ndarray:
-    """Mirror (T, 33, 3) motion left/right: reflect x and swap the left/right labels."""
-    out = joints[:, MIRROR].copy()
+    """Mirror (..., 33, 3) points left/right: reflect x and swap the left/right labels (3D
+    motion, or normalized 2D x, y, visibility: x is centred on the hips there too)."""
+    out = joints[..., MIRROR, :].copy()
     out[..., 0] *= -1.0
     return out
 
