@@ -61,6 +61,24 @@ def test_export_parity_on_real_motion(quick_run):
     assert export.smoother_parity(seq, quick_run[0] / "export" / "smoother.onnx", lifted, d.val_x[:8]) < 1e-4
 
 
+def test_lstm_learns_from_an_even_spread_of_the_training_sequences(quick_run):
+    """With smoother_sequences below the data size, the LSTM gets an evenly spread subset (real
+    sequences come first in the data, synthetic ones after: both must be in it)."""
+    from dataclasses import replace
+    from posits.train.config import TrainConfig
+    from posits.train.run import Run
+    config = TrainConfig.load(quick_run[0] / "config.json")
+    run = Run(quick_run[0], config, quick_run[1] / "cache")
+    n = len(run.data.train_x)
+    assert len(run._smoother_data().train_x) == n            # the quick data is smaller: all of it
+    run.cfg = replace(config, smoother_sequences=n // 3)
+    sub = run._smoother_data()
+    assert n // 3 - 1 <= len(sub.train_x) <= n // 3 and len(sub.train_y) == len(sub.train_x)
+    np.testing.assert_array_equal(sub.train_x, run.data.train_x[::3])
+    np.testing.assert_array_equal(sub.train_y, run.data.train_y[::3])
+    assert sub.val_x is run.data.val_x
+
+
 def test_manifest_describes_exports(quick_run):
     data = manifest.load(quick_run[0] / "export")
     for role in ("lifter", "smoother"):

@@ -20,6 +20,7 @@ class TrainConfig:
     fit_steps: int = 400           # (int) batches per epoch of the final lifter fit
     fit_patience: int = 8          # (int) early-stopping patience of the final fits
     smoother_epochs: int = 10      # (int) max epochs of the final LSTM fit (it settles in ~10)
+    smoother_sequences: int = 6000  # (int) training sequences the LSTM learns from (evenly spread)
     baseline_epochs: int = 10      # (int) max epochs of the MLP baseline
     batch: int = 256               # (int) lifter batch size (windows)
     seed: int = 0                  # (int) seeds data, search and training

@@ -39,9 +39,9 @@ class DataConfig:
     """How training sequences are made (recorded in the manifest)."""
 
     seq_len: int = 96                 # frames per sample sequence (30 fps)
-    real_sequences: int = 3000        # sample sequences cut from real training clips
-    synth_sequences: int = 3000       # sample sequences from synthetic motion
-    synth_clips: int = 200            # synthetic clips generated (300 frames each)
+    real_sequences: int = 6000        # sample sequences cut from real training clips
+    synth_sequences: int = 6000       # sample sequences from synthetic motion
+    synth_clips: int = 400            # synthetic clips generated (300 frames each)
     val_sequences: int = 400
     test_cameras: int = 16            # virtual cameras per test clip (fewer: +-10 mm MPJPE by sample)
     mirror: float = 0.5               # probability of a left/right mirrored sequence

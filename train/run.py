@@ -21,7 +21,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +100,14 @@ class Run:
         tmp.replace(path)
         return data
 
+    def _smoother_data(self):
+        """The training data the LSTM learns from: at most ``smoother_sequences`` training
+        sequences, evenly spread over the real and synthetic ones (its epochs are full passes,
+        so more data would mean longer fits, not better lifting)."""
+        n = len(self.data.train_x)
+        step = max(1, -(-n // self.cfg.smoother_sequences))
+        return replace(self.data, train_x=self.data.train_x[::step], train_y=self.data.train_y[::step])
+
     def done(self, stage: str) -> bool:
         marker = {"data": "data.json", "search": "best_params.json", "fit": "checkpoints/fit.json",
                   "export": "export/manifest.json", "evaluate": "report.json"}[stage]
@@ -152,8 +160,9 @@ class Run:
         lifter.save_weights(ck / "lifter.weights.h5")
         t_lifter = time.time() - t0
         shipped = nets.flip_averaged(lifter)          # what is exported: the smoother learns on it
-        lifted_train = fit.lift_sequences(shipped, self.data.train_x)
-        lifted_val = fit.lift_sequences(shipped, self.data.val_x)
+        lstm_data = self._smoother_data()
+        lifted_train = fit.lift_sequences(shipped, lstm_data.train_x)
+        lifted_val = fit.lift_sequences(shipped, lstm_data.val_x)
         if "smoother" not in params:
             bar = _progress_bar(c.smoother_trials, "LSTM search")
 
@@ -161,14 +170,14 @@ class Run:
                 bar.update(1)
                 log.info("LSTM trial %d/%d: val score %.1f (position mm + accel penalty)", i, n, score)
 
-            best, _ = search.search_smoother(lifted_train, lifted_val, self.data, c.smoother_trials,
+            best, _ = search.search_smoother(lifted_train, lifted_val, lstm_data, c.smoother_trials,
                                              c.smoother_search_epochs, c.seed, self.dir / "search_smoother.json", tick)
             bar.close()
             params["smoother"] = best
             self._json("best_params.json", params)
         sp = params["smoother"]
         t0 = time.time()
-        seq, step, shist = fit.fit_smoother(sp, lifted_train, self.data, lifted_val, c.smoother_epochs,
+        seq, step, shist = fit.fit_smoother(sp, lifted_train, lstm_data, lifted_val, c.smoother_epochs,
                                             patience=c.fit_patience, seed=c.seed,
                                             progress=_epoch_callback(c.smoother_epochs, "LSTM fit"))
         seq.save_weights(ck / "smoother.weights.h5")
@@ -180,7 +189,7 @@ class Run:
         self._json("checkpoints/fit.json", {
             "lifter": {"history": lhist, "seconds": round(t_lifter, 1)},
             "smoother": {"history": shist, "seconds": round(t_smoother, 1),
-                         "val_score": search.smoother_score(seq, lifted_val, self.data)},
+                         "val_score": search.smoother_score(seq, lifted_val, lstm_data)},
             "baseline": {"history": bhist, "seconds": round(time.time() - t0, 1)}})
 
     def _models(self):
