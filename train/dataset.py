@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 TEST_CLIPS = ("cmu/playground", "deepmimic/dance_b", "deepmimic/spinkick", "deepmimic/jump")
 VAL_CLIPS = ("deepmimic/punch", "deepmimic/kick")
 #: Bumped when the way data is made changes (part of the cache key).
-DATA_VERSION = 3
+DATA_VERSION = 4
 
 SEGMENTS = ("hip", "torso", "shoulder", "head", "upper_arm", "forearm", "hand", "thigh", "shin", "foot")
 ARM = (13, 15, 17, 19, 21)      # left arm below the shoulder (mirror for the right)
