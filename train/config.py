@@ -12,7 +12,7 @@ from .dataset import DataConfig
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)   # (DataConfig) how sequences are made
     lifter_trials: int = 12        # (int) hyperopt TPE trials for the lifter
-    smoother_trials: int = 4       # (int) hyperopt TPE trials for the LSTM
+    smoother_trials: int = 4       # (int) hyperopt trials for the LSTM (random: see search_smoother)
     search_epochs: int = 6         # (int) epochs per lifter trial (early stopping may cut it)
     search_steps: int = 250        # (int) batches per epoch in a lifter trial
     smoother_search_epochs: int = 10  # (int) epochs per LSTM trial (as long as the final fit)

@@ -59,7 +59,21 @@ def _clean(params: dict) -> dict:
             for k, v in params.items()}
 
 
-def _run(space, objective, trials_n: int, seed: int, log_path: Path, progress) -> tuple[dict, list]:
+def startup_trials(trials: int) -> int:
+    """Random trials before TPE starts modelling the scores: a third of the budget, at least 2.
+
+    hyperopt's default (20) would make every search of up to 20 trials a plain random search;
+    with 12 lifter trials, 4 are random and 8 are proposed by TPE.
+    """
+    return min(trials, max(2, trials // 3))
+
+
+def _run(space, objective, trials_n: int, seed: int, log_path: Path, progress,
+         startup: int | None = None) -> tuple[dict, list]:
+    """hyperopt TPE over ``space``: ``startup`` random trials (default ``startup_trials``), then
+    TPE's proposals; every trial is written to ``log_path``. -> (best params, trial records)"""
+    from functools import partial
+
     from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
     trials = Trials()
     records = []
@@ -74,7 +88,8 @@ def _run(space, objective, trials_n: int, seed: int, log_path: Path, progress) -
             progress(len(records), trials_n, score)
         return {"loss": score, "status": STATUS_OK}
 
-    best = fmin(wrapped, space, algo=tpe.suggest, max_evals=trials_n, trials=trials,
+    algo = partial(tpe.suggest, n_startup_jobs=startup_trials(trials_n) if startup is None else startup)
+    best = fmin(wrapped, space, algo=algo, max_evals=trials_n, trials=trials,
                 rstate=np.random.default_rng(seed), show_progressbar=False)
     return _clean(space_eval(space, best)), records
 
@@ -128,4 +143,9 @@ def search_smoother(lifted_train, lifted_val, data: Dataset, trials: int, epochs
         seq, _, _ = fit_smoother(params, lifted_train, data, lifted_val, epochs=epochs, patience=3, seed=seed)
         return smoother_score(seq, lifted_val, data)
 
-    return _run(smoother_space(), objective, trials, seed, log_path, progress)
+    # Random trials only: the validation score does not rank LSTMs the way held-out motion does.
+    # With TPE proposing 4 of 6 trials (run full12, full10's lifter), it found the best validation
+    # score (97.5 against full10's 97.9) with an LSTM 7.4 mm MPJPE worse than the lifter alone on
+    # the held-out clips (full10's: 0.4 mm). The validation clips are fast motion the lifter gets
+    # badly wrong (104 mm), where heavy smoothing pays; on everyday motion it lags.
+    return _run(smoother_space(), objective, trials, seed, log_path, progress, startup=trials)
