@@ -8,6 +8,7 @@ import pytest
 
 from posits.models.skeleton import INDEX, LIMB_BONES, NUM_LANDMARKS, bone_lengths
 from posits.train import synth
+from posits.train.dataset import _torso_frame
 
 CLIPS = synth.synth_clips(8, 120, seed=3)
 
@@ -90,20 +91,13 @@ def test_fast():
 
 
 def _arm_abduction(j: np.ndarray) -> np.ndarray:
-    """Geometric upper-arm abduction (deg) in the pelvis/chest frame, both arms -> (2T,):
+    """Geometric upper-arm abduction (deg) in the torso frame, both arms -> (2T,):
     0 hanging straight down beside the torso, 90 horizontal out to the side."""
-    lh, rh = j[:, INDEX["left_hip"]], j[:, INDEX["right_hip"]]
-    ls, rs = j[:, INDEX["left_shoulder"]], j[:, INDEX["right_shoulder"]]
-    x = lh - rh
-    x /= np.linalg.norm(x, axis=-1, keepdims=True)
-    up = 0.5 * (ls + rs) - 0.5 * (lh + rh)
-    z = np.cross(x, up)
-    z /= np.linalg.norm(z, axis=-1, keepdims=True)
-    y = np.cross(z, x)
+    right, up, _ = np.moveaxis(_torso_frame(j), 1, 0)
     out = []
-    for shoulder, elbow, sign in (("left_shoulder", "left_elbow", 1.0), ("right_shoulder", "right_elbow", -1.0)):
+    for shoulder, elbow, outward in (("left_shoulder", "left_elbow", -right), ("right_shoulder", "right_elbow", right)):
         u = j[:, INDEX[elbow]] - j[:, INDEX[shoulder]]
-        out.append(np.degrees(np.arctan2(sign * np.sum(u * x, -1), -np.sum(u * y, -1))))
+        out.append(np.degrees(np.arctan2(np.sum(u * outward, -1), -np.sum(u * up, -1))))
     return np.concatenate(out)
 
 

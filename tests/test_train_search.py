@@ -17,13 +17,16 @@ def test_tpe_starts_modelling_early_and_homes_in(tmp_path):
     from hyperopt import hp
     assert [search.startup_trials(n) for n in (1, 4, 12, 30)] == [1, 2, 4, 10]
     optimum = 9.0
-    best, records = search._run({"x": hp.uniform("x", 0.0, 10.0)}, lambda p: (p["x"] - optimum) ** 2,
-                                30, 0, tmp_path / "trials.json", None)
+    space = {"x": hp.uniform("x", 0.0, 10.0)}
+
+    def objective(p):
+        return (p["x"] - optimum) ** 2
+
+    best, records = search._run(space, objective, 30, 0, tmp_path / "trials.json", None)
     xs = np.array([r["params"]["x"] for r in records])
     assert len(xs) == 30 and len(json.loads((tmp_path / "trials.json").read_text())) == 30
     assert np.median(np.abs(xs[search.startup_trials(30):] - optimum)) < 2.5
     assert abs(best["x"] - optimum) <= np.min(np.abs(xs - optimum)) + 1e-9
-    _, random_records = search._run({"x": hp.uniform("x", 0.0, 10.0)}, lambda p: (p["x"] - optimum) ** 2,
-                                    30, 0, tmp_path / "random.json", None, startup=30)
+    _, random_records = search._run(space, objective, 30, 0, tmp_path / "random.json", None, startup=30)
     xr = np.array([r["params"]["x"] for r in random_records])
     assert np.median(np.abs(xr[search.startup_trials(30):] - optimum)) > 2.5
