@@ -30,6 +30,13 @@ ONNX lifter and LSTM, VisPy rendering headless through EGL, OpenCV decoding and 
    end, and the least-squares slope in MB/min.
 3. 3D quality on the real footage: posits' 3D against MediaPipe's own world landmarks on the
    same frames and the same 2D detections: bone-length stability, joint acceleration, lag.
+4. Webcam framing on the real footage: every source frame (one pass, native size) is run whole
+   and as a close-up crop (a 4:3 box from above the head down to 0.6 of the way from the
+   shoulders to the hips, following the person, resized to 640x480: the hips and legs are
+   below the image, as in front of a webcam on a desk). How far the upper body (nose,
+   shoulders, elbows, wrists, relative to the shoulder midpoint) moves between the two, for
+   posits and for MediaPipe's world landmarks: the same person in the same pose should give the
+   same 3D however the camera frames it.
 
 The report is printed as Markdown (stdout); progress goes to stderr; ``--json`` writes every
 number. Never import TensorFlow here: this process renders (see realtime/view3d.py).
@@ -653,6 +660,99 @@ def quality_report(arrays: dict, clip: Clip) -> dict:
 
 
 # -------------------------------------------------------------------------------------------
+# webcam framing
+
+UPPER_BODY = (0, 11, 12, 13, 14, 15, 16)    # nose, shoulders, elbows, wrists
+CROP_CUT = 0.6                              # the crop ends this far from the shoulders to the hips
+CROP_SMOOTH = 15                            # frames the crop box is averaged over (a steady camera)
+CROP_SIZE = (640, 480)
+
+
+def crop_boxes(keypoints: np.ndarray, cut: float = CROP_CUT, smooth: int = CROP_SMOOTH) -> np.ndarray:
+    """(T, 33, 3) pixel landmarks -> (T, 4) 4:3 boxes (x0, y0, x1, y1) from above the head down
+    to ``cut`` of the way from the shoulders to the hips, centred on the shoulders; box centre
+    and height are averaged over ``smooth`` frames. NaN rows where there is no person."""
+    kp = keypoints.astype(np.float64)
+    top = np.nanmin(kp[:, :11, 1], axis=1)
+    shoulders = kp[:, [11, 12]].mean(axis=1)
+    bottom = shoulders[:, 1] + cut * (kp[:, [23, 24], 1].mean(axis=1) - shoulders[:, 1])
+    height = (bottom - top) * 1.25                  # a quarter of the head-to-cut span above the head
+    cy, cx = bottom - height / 2, shoulders[:, 0]
+    kernel = np.ones(smooth)
+
+    def average(v):
+        ok = np.isfinite(v)
+        num = np.convolve(np.where(ok, v, 0.0), kernel, "same")
+        den = np.convolve(ok.astype(float), kernel, "same")
+        return np.where(ok, num / np.maximum(den, 1), np.nan)
+    cx, cy, height = average(cx), average(cy), average(height)
+    width = height * CROP_SIZE[0] / CROP_SIZE[1]
+    return np.stack([cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2], axis=1)
+
+
+def crop_image(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The box of ``image`` at CROP_SIZE (parts outside the image black)."""
+    x0, y0, x1, y1 = box
+    sx, sy = CROP_SIZE[0] / (x1 - x0), CROP_SIZE[1] / (y1 - y0)
+    affine = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
+    return cv2.warpAffine(image, affine, CROP_SIZE, flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+
+
+def _lift_frames(images, models: str | None, pose_model: str | None, fps: float) -> dict:
+    """MediaPipe + PoseLifter (LSTM, bone filter: posits-live's defaults) on each image in order."""
+    from posits.realtime.detect import PoseDetector
+    from posits.realtime.lift import PoseLifter
+    nan = np.full((33, 3), np.nan, np.float32)
+    out: dict[str, list] = {"landmarks_2d": [], "world": [], "pose_3d": []}
+    with PoseDetector(pose_model) as detector:
+        lifter = PoseLifter(models)
+        for i, image in enumerate(images):
+            p2 = detector(image, i / fps)
+            p3 = lifter(p2)
+            out["landmarks_2d"].append(nan if p2 is None else p2.keypoints)
+            out["world"].append(nan if p2 is None or p2.world is None else p2.world)
+            out["pose_3d"].append(nan if p3 is None else p3.xyz)
+    return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
+
+
+def _upper_body(points: np.ndarray) -> np.ndarray:
+    """(T, 33, 3) -> (T, 7, 3): nose, shoulders, elbows, wrists relative to the shoulder midpoint."""
+    return points[:, list(UPPER_BODY)] - points[:, [11, 12]].mean(axis=1, keepdims=True)
+
+
+def framing_report(clip: Clip, models: str | None, pose_model: str | None) -> dict:
+    """Section 4: the source frames whole and as webcam close-ups, posits and MediaPipe world."""
+    cap = cv2.VideoCapture(clip.source)
+    images = []
+    while len(images) < clip.source_frames:
+        ok, image = cap.read()
+        if not ok or image is None:
+            break
+        images.append(image)
+    cap.release()
+    full = _lift_frames(images, models, pose_model, clip.fps)
+    boxes = crop_boxes(full["landmarks_2d"])
+    framed = np.isfinite(boxes).all(axis=1)
+    crops = [crop_image(im, b) if ok else np.zeros((CROP_SIZE[1], CROP_SIZE[0], 3), np.uint8)
+             for im, b, ok in zip(images, boxes, framed)]
+    close = _lift_frames(crops, models, pose_model, clip.fps)
+    hips_vis = close["landmarks_2d"][:, [skeleton.LEFT_HIP, skeleton.RIGHT_HIP], 2]
+    out: dict = {"frames": len(images), "frames_framed": int(framed.sum()), "cut": CROP_CUT,
+                 "crop_size": list(CROP_SIZE),
+                 "close_frames_with_person": int(np.isfinite(close["landmarks_2d"]).all(axis=(1, 2))[framed].sum()),
+                 "close_hip_visibility_median": float(np.nanmedian(hips_vis[framed])),
+                 "close_hip_below_005_pct": float(100 * np.nanmean((hips_vis[framed] < 0.05).any(axis=1)))}
+    for name, key in (("posits", "pose_3d"), ("mediapipe", "world")):
+        a, b = _upper_body(full[key]), _upper_body(close[key])
+        both = framed & np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2))
+        d = 1e3 * np.linalg.norm(a[both] - b[both], axis=-1).mean(axis=1)          # mm per frame
+        out[name] = {"frames": int(both.sum()),
+                     "upper_body_diff_mm_median": float(np.median(d)) if len(d) else float("nan"),
+                     "upper_body_diff_mm_mean": float(d.mean()) if len(d) else float("nan")}
+    return out
+
+
+# -------------------------------------------------------------------------------------------
 # memory soak
 
 def soak(clip: Clip, minutes: float, models: str | None, pose_model: str | None, threads: int,
@@ -805,6 +905,22 @@ def format_report(report: dict) -> str:
               f"| lag behind the 2D landmarks (wrist/ankle y velocity cross-correlation) | "
               f"{lag_cell(lm)} | {lag_cell(l2)} | |",
               f"| lag of posits behind MediaPipe world | | {lag_cell(lw)} | |"]
+    fr = report.get("framing")
+    if fr:
+        po, mp = fr["posits"], fr["mediapipe"]
+        lines += ["", f"## Webcam framing on the real clip ({fr['frames_framed']} source frames, each "
+                  f"whole and as a {fr['crop_size'][0]}x{fr['crop_size'][1]} close-up cut {fr['cut']:g} of "
+                  f"the way from the shoulders to the hips)", "",
+                  "| upper body (nose, shoulders, elbows, wrists; shoulder-centred), whole frame vs "
+                  "close-up | MediaPipe world landmarks | posits 3D |", "|---|---:|---:|",
+                  f"| mean difference per joint, median over frames | {_f(mp['upper_body_diff_mm_median'])} mm "
+                  f"| {_f(po['upper_body_diff_mm_median'])} mm |",
+                  f"| the same, mean over frames | {_f(mp['upper_body_diff_mm_mean'])} mm | "
+                  f"{_f(po['upper_body_diff_mm_mean'])} mm |",
+                  f"| frames compared | {mp['frames']} | {po['frames']} |", "",
+                  f"In the close-ups MediaPipe found the person in {fr['close_frames_with_person']} frames; "
+                  f"hip visibility median {fr['close_hip_visibility_median']:.2f}, a hip under 0.05 in "
+                  f"{fr['close_hip_below_005_pct']:.0f} % of them."]
     if report.get("memory"):
         mem = report["memory"]
         lines += ["", "## Memory (render + record, clip looped, as fast as it goes)", "",
@@ -902,6 +1018,8 @@ def run_bench(args: argparse.Namespace) -> dict:
         report["targets"] = targets(report["throughput"], rounds, report["onnx"])
         log.info("3D quality: posits vs MediaPipe world landmarks")
         report["quality"] = quality_report(arrays, clip)
+        log.info("webcam framing: whole frames vs close-up crops")
+        report["framing"] = framing_report(clip, args.models, args.pose_model)
         report["memory"] = (soak(clip, args.soak_minutes, args.models, args.pose_model,
                                  args.threads, workdir) if args.soak_minutes > 0 else None)
     report["machine"]["load_average_end"] = os.getloadavg()[0]

@@ -1,11 +1,17 @@
 """Normalization of the lifter's 2D input and 3D output, shared by training and the live loop.
 
-2D input (version 1)
+2D input (version 2)
     keypoints (..., 33, 3) = x_px, y_px, visibility. Landmarks that are missing (NaN) or whose
     visibility is below ``MIN_VISIBILITY`` get x = y = 0 and visibility 0. The rest are
-    centred on the 2D hip midpoint and divided by the body scale: the RMS distance of the 12
-    body joints from that midpoint (never near zero for a visible body, independent of image
-    size and of the person's distance to the camera). Output (..., 33, 3) = x, y, visibility.
+    centred on the 2D hip midpoint and divided by the body scale: the RMS distance of the
+    visible body joints (of the 12) from that midpoint (independent of image size and of the
+    person's distance to the camera). Output (..., 33, 3) = x, y, visibility.
+
+    The hip midpoint is taken from the hips' reported positions whatever their visibility
+    (version 1 required both hips visible): in front of a webcam the hips are often below the
+    image, and MediaPipe still places them, with visibility near 0 (on an upper-body crop of
+    tests/data/walk.mp4 a third of the frames had a hip under 0.05, and version 1 turned each
+    of those frames into an empty input). Only a hip with no position (NaN) empties the frame.
 
 3D output (version 1)
     root-relative pose (..., 33, 3) in metres, origin at the hip midpoint, camera-aligned axes
@@ -20,7 +26,7 @@ import numpy as np
 
 from .skeleton import BODY_JOINTS, LEFT_HIP, NUM_LANDMARKS, RIGHT_HIP
 
-NORMALIZATION_VERSION = 1
+NORMALIZATION_VERSION = 2
 MIN_VISIBILITY = 0.05
 OUTPUT_SCALE_M = 1.0
 _MIN_SCALE_PX = 1e-3
@@ -51,9 +57,11 @@ def _normalize_any(kp: np.ndarray) -> np.ndarray:
     xy = kp[..., :2]
     vis = np.nan_to_num(kp[..., 2], nan=0.0)
     valid = np.isfinite(xy).all(axis=-1) & (vis >= MIN_VISIBILITY)              # (..., 33)
+    placed = np.isfinite(xy).all(axis=-1)                                       # (..., 33)
+    hips_ok = placed[..., LEFT_HIP] & placed[..., RIGHT_HIP]
+    center = 0.5 * (np.where(hips_ok[..., None], xy[..., LEFT_HIP, :], 0.0)
+                    + np.where(hips_ok[..., None], xy[..., RIGHT_HIP, :], 0.0))  # (..., 2)
     xy = np.where(valid[..., None], xy, 0.0)
-    hips_ok = valid[..., LEFT_HIP] & valid[..., RIGHT_HIP]
-    center = 0.5 * (xy[..., LEFT_HIP, :] + xy[..., RIGHT_HIP, :])               # (..., 2)
     body = list(BODY_JOINTS)
     d2 = np.sum((xy[..., body, :] - center[..., None, :]) ** 2, axis=-1)         # (..., 12)
     n = valid[..., body].sum(axis=-1)
@@ -79,11 +87,11 @@ def _normalize_frame(kp: np.ndarray) -> np.ndarray:
     """
     valid = kp[:, 2] >= MIN_VISIBILITY                                          # (33,)
     out = np.zeros(kp.shape, dtype=np.float32)
-    if not (valid[LEFT_HIP] and valid[RIGHT_HIP]):
+    valid_body = valid[_BODY]
+    if not valid_body.any():
         return out
     center = 0.5 * (kp[LEFT_HIP, :2] + kp[RIGHT_HIP, :2])                      # (2,) float32
     diff = kp[:, :2] - center                                                   # (33, 2) float32
-    valid_body = valid[_BODY]                       # the hips are body joints: >= 2 valid
     d2 = (diff[_BODY] ** 2).sum(axis=-1)                                        # (12,) float32
     total = np.where(valid_body, d2, np.float32(0.0)).sum()
     scale = np.float64(math.sqrt(float(total) / np.count_nonzero(valid_body)))  # as float32/int64

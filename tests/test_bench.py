@@ -63,11 +63,11 @@ def short_run(tmp_path_factory):
 def test_report_has_every_section(short_run):
     proc, report = short_run
     for heading in ("# posits live benchmark", "Machine:", "Input:", "## Throughput", "## Targets",
-                    "## 3D quality", "## Memory"):
+                    "## 3D quality", "## Webcam framing", "## Memory"):
         assert heading in proc.stdout, heading
     assert "Traceback" not in proc.stderr
     assert set(report) >= {"machine", "input", "runs", "throughput", "onnx", "targets", "quality",
-                           "memory"}
+                           "framing", "memory"}
     assert report["input"]["frames"] == 60 and report["input"]["size"] == [640, 480]
     assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
 
@@ -137,6 +137,30 @@ def test_quality_numbers(short_run):
         assert -5 <= lag["lag_frames"] <= 5 and abs(lag["lag_frames_refined"]) <= 6
         assert lag["lag_ms"] == pytest.approx(lag["lag_frames"] * 1000 / 30)
         assert -1 <= lag["corr_at_lag"] <= 1 and lag["corr_at_lag"] >= lag["corr_at_zero"]
+
+
+def test_framing_numbers(short_run):
+    _, report = short_run
+    fr = report["framing"]
+    assert fr["frames"] == 60 and fr["frames_framed"] > 40 and fr["close_frames_with_person"] > 30
+    for who in ("posits", "mediapipe"):
+        assert fr[who]["frames"] > 30
+        assert 1 < fr[who]["upper_body_diff_mm_median"] < 1000 and 1 < fr[who]["upper_body_diff_mm_mean"] < 1000
+    assert 0 <= fr["close_hip_visibility_median"] <= 1 and 0 <= fr["close_hip_below_005_pct"] <= 100
+
+
+def test_close_up_crops_cut_between_shoulders_and_hips(walk_poses):
+    """The webcam crop of real frames: 4:3, the head inside, the hips below the bottom edge."""
+    kp = np.stack([p.keypoints if p is not None else np.full((33, 3), np.nan) for p in walk_poses])
+    boxes = bench.crop_boxes(kp)
+    ok = np.isfinite(boxes).all(axis=1)
+    assert ok.sum() > 0.9 * np.isfinite(kp).all(axis=(1, 2)).sum()
+    b, k = boxes[ok], kp[ok]
+    np.testing.assert_allclose((b[:, 2] - b[:, 0]) / (b[:, 3] - b[:, 1]), 4 / 3)
+    assert (k[:, 0, 1] > b[:, 1]).mean() > 0.95 and (k[:, 0, 1] < b[:, 3]).mean() > 0.95    # nose
+    assert (k[:, [23, 24], 1].mean(axis=1) > b[:, 3]).mean() > 0.95                          # hips
+    image = np.full((400, 640, 3), 200, np.uint8)
+    assert bench.crop_image(image, b[0]).shape == (480, 640, 3)
 
 
 def test_memory_numbers(short_run):

@@ -52,6 +52,25 @@ def test_normalize_2d_missing_landmarks_and_empty_frames(walk_poses):
     assert not out[1].any()
 
 
+def test_normalize_2d_centres_on_hips_below_the_image(walk_poses):
+    """In front of a webcam the hips are often below the image: MediaPipe still places them,
+    with visibility near 0. The frame is centred on those positions (not emptied); the hips
+    themselves are zeroed as unseen and the scale comes from the visible body joints."""
+    kp = next(p for p in walk_poses if p is not None).keypoints.copy()
+    kp[[skeleton.LEFT_HIP, skeleton.RIGHT_HIP], 2] = 0.01
+    out = normalize_2d(kp)
+    centre = 0.5 * (kp[skeleton.LEFT_HIP, :2] + kp[skeleton.RIGHT_HIP, :2])
+    seen = [j for j in skeleton.BODY_JOINTS if kp[j, 2] >= 0.05]
+    scale = np.sqrt(((kp[seen, :2] - centre) ** 2).sum(-1).mean())
+    np.testing.assert_allclose(out[skeleton.LEFT_SHOULDER, :2], (kp[skeleton.LEFT_SHOULDER, :2] - centre) / scale,
+                               rtol=1e-5)
+    assert not out[[skeleton.LEFT_HIP, skeleton.RIGHT_HIP]].any()
+    batch = normalize_2d(np.stack([kp, kp]))                 # the general path agrees
+    np.testing.assert_array_equal(batch[0], out)
+    kp[skeleton.LEFT_HIP, :2] = np.nan                       # a hip with no position: no frame
+    assert not normalize_2d(kp).any()
+
+
 def test_normalize_2d_single_frame_path_is_bit_identical(walk_poses):
     """One finite frame takes the short path: bit-identical to the general path, on real
     landmarks and on the cases that zero things (invisible joints, hips, degenerate scale)."""

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from posits.models import MODELS_DIR, manifest
+from posits.models.normalize import NORMALIZATION_VERSION
 
 TRAIN = [sys.executable, "-m", "posits.train"]
 
@@ -83,7 +84,7 @@ def test_manifest_describes_exports(quick_run):
     data = manifest.load(quick_run[0] / "export")
     for role in ("lifter", "smoother"):
         path, entry = manifest.resolve(role, quick_run[0] / "export")
-        assert entry["normalization_version"] == 1 and entry["hyperparameters"]
+        assert entry["normalization_version"] == NORMALIZATION_VERSION and entry["hyperparameters"]
         assert entry["data"]["test_clips"] and entry["metrics"]["lifter + LSTM"]["pa_mpjpe_mm"] > 0
         assert {i["name"] for i in entry["inputs"]} >= ({"keypoints"} if role == "lifter" else {"h_in", "c_in"})
     assert set(data["models"]) == {"lifter", "smoother"}
@@ -97,6 +98,10 @@ def test_report_compares_methods(quick_run):
         assert all(np.isfinite(v) and v >= 0 for v in scores.values())
     assert "cmu/playground" in report["test_clips"]
     assert len(report["per_joint_mpjpe_mm"]) == 33
+    close = report["close_up"]                      # webcam close-ups are scored on their own
+    assert set(close["methods"]) == {"lifter (CNN)", "lifter + LSTM", "lifter + LSTM + bone lengths"}
+    assert close["test_views"] >= 1 and close["test_frames"] > 0
+    assert all(np.isfinite(v) and v > 0 for s in close["methods"].values() for v in s.values())
 
 
 def test_existing_run_dir_is_refused_then_resumed(quick_run):

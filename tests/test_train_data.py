@@ -72,6 +72,41 @@ def test_camera_sees_person_upright_and_in_front(walk):
         assert ((centre[:, 0] > 0) & (centre[:, 0] < w) & (centre[:, 1] > 0) & (centre[:, 1] < h)).all()
 
 
+def test_close_camera_frames_head_and_upper_body(walk):
+    """A webcam close-up: head and shoulders in the image, ankles below it, the person facing
+    the camera (left shoulder on the image's right, mostly), in front of it."""
+    rng = np.random.default_rng(5)
+    still = dataset.in_place(walk)
+    root = skeleton.hip_center(still)
+    np.testing.assert_allclose(root[:, [0, 2]], root[:1, [0, 2]].repeat(len(root), 0), atol=1e-6)
+    facing = []
+    for _ in range(20):
+        cam = project.close_camera(still, rng)
+        c3d, px = project.view(still, cam)
+        w, h = cam.size
+        inside = (px[..., 0] >= 0) & (px[..., 0] <= w) & (px[..., 1] >= 0) & (px[..., 1] <= h)
+        assert (np.linalg.norm(c3d, axis=-1) > 0.35).all()             # nothing at the lens
+        assert (c3d[..., 2][inside] > 0.3).all()                        # what it sees, in front
+        assert inside[:, 0].mean() > 0.9 and inside[:, 11:13].mean() > 0.9
+        assert inside[:, 27:29].mean() < 0.1
+        facing.append((px[:, skeleton.INDEX["left_shoulder"], 0] > px[:, skeleton.INDEX["right_shoulder"], 0]).mean())
+    assert np.mean(facing) > 0.8
+
+
+def test_landmarks_outside_the_image_are_guessed_with_low_visibility(walk):
+    rng = np.random.default_rng(2)
+    still = dataset.in_place(walk)
+    cam = project.close_camera(still, rng)
+    _, px = project.view(still, cam)
+    noisy = project.corrupt(px, cam.size, rng)
+    w, h = cam.size
+    outside = (px[..., 0] < 0) | (px[..., 0] > w) | (px[..., 1] < 0) | (px[..., 1] > h)
+    assert outside.any() and (~outside).any()
+    err = np.linalg.norm(noisy[..., :2] - px, axis=-1) / project.body_scale_px(px)[:, None]
+    assert np.median(noisy[..., 2][outside]) < 0.1 < 0.8 < np.median(noisy[..., 2][~outside])
+    assert np.median(err[outside]) > 3 * np.median(err[~outside])
+
+
 def test_projection_keeps_left_on_the_left_for_a_frontal_camera(walk):
     """A camera in front of the walker sees the subject's left side on the image's right."""
     facing = walk[-1, 23:25].mean(0) - walk[0, 23:25].mean(0)

@@ -30,3 +30,31 @@ def test_tpe_starts_modelling_early_and_homes_in(tmp_path):
     _, random_records = search._run(space, objective, 30, 0, tmp_path / "random.json", None, startup=30)
     xr = np.array([r["params"]["x"] for r in random_records])
     assert np.median(np.abs(xr[search.startup_trials(30):] - optimum)) > 2.5
+
+
+def test_lstm_score_penalizes_smoothing_short_of_and_past_the_aim():
+    """On real motion with lifter-like jitter: leaving the jitter in pays above ACCEL_RATIO,
+    smoothing far past it pays too (it lags everyday motion the fast validation clips
+    under-price); an exponential filter that lands near the aim pays least penalty."""
+    from posits.models.normalize import normalize_3d
+    from posits.train.mocap import load_motion
+    walk = next(c.joints for c in load_motion() if c.name == "cmu/playground")[:240]
+    truth = normalize_3d(walk)[None].astype(np.float64)
+    lifted = truth + np.random.default_rng(0).normal(0.0, 0.012, truth.shape)
+
+    def ema(x, a):
+        out = x.copy()
+        for t in range(1, x.shape[1]):
+            out[:, t] = a * x[:, t] + (1 - a) * out[:, t - 1]
+        return out
+
+    def penalty(pred):
+        pos, _ = search._pos_acc(pred, truth)
+        return search.smoothing_score(pred, lifted, truth) - pos
+
+    _, acc_lifter = search._pos_acc(lifted, truth)
+    ratios = {a: search._pos_acc(ema(lifted, a), truth)[1] / acc_lifter for a in (0.1, 0.2, 0.3, 0.5)}
+    aimed = min(ratios, key=lambda a: abs(ratios[a] - search.ACCEL_RATIO))
+    assert ratios[0.1] < search.ACCEL_RATIO - 0.1                 # over-smoothed
+    assert penalty(lifted) > penalty(ema(lifted, aimed)) < penalty(ema(lifted, 0.1))
+    assert penalty(ema(lifted, 0.1)) > 0 and penalty(lifted) > 0

@@ -18,8 +18,10 @@ class TrainConfig:
     smoother_search_epochs: int = 10  # (int) epochs per LSTM trial (as long as the final fit)
     fit_epochs: int = 60           # (int) max epochs of the final lifter fit
     fit_steps: int = 400           # (int) batches per epoch of the final lifter fit
-    fit_patience: int = 8          # (int) early-stopping patience of the final fits
+    fit_patience: int = 8          # (int) early-stopping patience of the final lifter and MLP fits
     smoother_epochs: int = 10      # (int) max epochs of the final LSTM fit (it settles in ~10)
+    smoother_patience: int = 3     # (int) early-stopping patience of the LSTM, in its search and
+                                   #       final fit alike: the LSTM shipped is the one scored
     smoother_sequences: int = 6000  # (int) training sequences the LSTM learns from (evenly spread)
     baseline_epochs: int = 10      # (int) max epochs of the MLP baseline
     batch: int = 256               # (int) lifter batch size (windows)
@@ -66,7 +68,7 @@ DEFAULT = TrainConfig()
 #: A tiny run (about 2-3 minutes on 2 cores) for tests and smoke checks: same code, less of it.
 QUICK = TrainConfig(
     data=DataConfig(seq_len=32, real_sequences=150, synth_sequences=150, synth_clips=8,
-                    val_sequences=40, test_cameras=1),
+                    val_sequences=40, test_cameras=1, test_close_cameras=1),
     lifter_trials=2, smoother_trials=1, search_epochs=2, search_steps=15,
     smoother_search_epochs=2, fit_epochs=4, fit_steps=30, fit_patience=2, smoother_epochs=4,
     baseline_epochs=2,

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 TEST_CLIPS = ("cmu/playground", "deepmimic/dance_b", "deepmimic/spinkick", "deepmimic/jump")
 VAL_CLIPS = ("deepmimic/punch", "deepmimic/kick")
 #: Bumped when the way data is made changes (part of the cache key).
-DATA_VERSION = 4
+DATA_VERSION = 5
 
 SEGMENTS = ("hip", "torso", "shoulder", "head", "upper_arm", "forearm", "hand", "thigh", "shin", "foot")
 ARM = (13, 15, 17, 19, 21)      # left arm below the shoulder (mirror for the right)
@@ -49,6 +49,8 @@ class DataConfig:
     body_scale: tuple = (0.85, 1.15)  # overall body size factor
     speed: tuple = (0.7, 1.4)         # playback speed factor
     limb_mix: float = 0.5             # probability of taking limbs from another clip (mix_limbs)
+    close_up: float = 0.3             # probability of a webcam close-up (project.close_camera)
+    test_close_cameras: int = 4       # close-up cameras per test clip (reported separately)
     seed: int = 0
     noise: dict = field(default_factory=lambda: asdict(project.NoiseConfig()))
 
@@ -161,6 +163,26 @@ def _segments(clips, n: int, cfg: DataConfig, rng, augment_on: bool):
         yield seg[:L]
 
 
+def in_place(joints: np.ndarray) -> np.ndarray:
+    """(T, 33, 3) motion without its travel over the ground: the hip midpoint's x and z are
+    held at their mean (a person in front of a webcam moves, but stays in its view)."""
+    root = joints[:, [23, 24]].mean(axis=1)                    # (T, 3)
+    travel = root[:, [0, 2]] - root[:, [0, 2]].mean(axis=0)
+    out = joints.copy()
+    out[..., 0] -= travel[:, None, 0]
+    out[..., 2] -= travel[:, None, 1]
+    return out
+
+
+def make_camera(joints: np.ndarray, close_up: bool, rng) -> tuple[np.ndarray, project.Camera]:
+    """(motion, camera) for one view: the whole motion in view, or a webcam close-up of the
+    motion held in place."""
+    if close_up:
+        joints = in_place(joints)
+        return joints, project.close_camera(joints, rng)
+    return joints, project.random_camera(joints, rng)
+
+
 def make_sequences(clips: list[np.ndarray], n: int, cfg: DataConfig, rng: np.random.Generator,
                    augment_on: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """n sample sequences -> (x2d (n, L, 33, 3) normalized 2D, y3d (n, L, 33, 3) root-relative)."""
@@ -170,16 +192,17 @@ def make_sequences(clips: list[np.ndarray], n: int, cfg: DataConfig, rng: np.ran
     for i, seg in enumerate(_segments(clips, n, cfg, rng, augment_on)):
         if augment_on:
             seg = augment(seg, donors[i], cfg, rng)
-        camera = project.random_camera(seg, rng)
+        seg, camera = make_camera(seg, rng.random() < cfg.close_up, rng)
         cam3d, px = project.view(seg, camera)
         xs.append(normalize_2d(project.corrupt(px, camera.size, rng, noise, depth=cam3d[..., 2])))
         ys.append(normalize_3d(cam3d))
     return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
 
 
-def view_clip(joints: np.ndarray, cfg: DataConfig, rng) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """A whole test clip through one random camera: (kp2d px (T, 33, 3), y3d (T, 33, 3), size)."""
-    camera = project.random_camera(joints, rng)
+def view_clip(joints: np.ndarray, cfg: DataConfig, rng, close_up: bool = False) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """A whole test clip through one random camera (or a webcam close-up):
+    (kp2d px (T, 33, 3), y3d (T, 33, 3), size)."""
+    joints, camera = make_camera(joints, close_up, rng)
     cam3d, px = project.view(joints, camera)
     noise = project.NoiseConfig(**{**cfg.noise, "swap_rate": 0.0})
     return project.corrupt(px, camera.size, rng, noise, depth=cam3d[..., 2]), normalize_3d(cam3d), camera.size
@@ -201,7 +224,8 @@ class Dataset:
                   "val_x": self.val_x, "val_y": self.val_y}
         for i, t in enumerate(self.test):
             arrays[f"test{i}_kp2d"], arrays[f"test{i}_y3d"] = t["kp2d"], t["y3d"]
-        meta = {"info": self.info, "test": [{k: t[k] for k in ("clip", "camera", "size")} for t in self.test]}
+        meta = {"info": self.info, "test": [{k: t[k] for k in ("clip", "camera", "size", "framing")}
+                                            for t in self.test]}
         arrays["meta"] = np.array(json.dumps(meta))
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **arrays)
@@ -247,7 +271,14 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
     for clip in test:                                      # training-data settings
         for k in range(cfg.test_cameras):
             kp, y3d, size = view_clip(clip.joints, cfg, test_rng)
-            views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size})
+            views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size,
+                          "framing": "full"})
+    close_rng = np.random.default_rng([cfg.seed, 7920])   # a generator of their own: the
+    for clip in test:                                      # close-ups leave the draws above as they were
+        for k in range(cfg.test_close_cameras):
+            kp, y3d, size = view_clip(clip.joints, cfg, close_rng, close_up=True)
+            views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size,
+                          "framing": "close"})
     info = {"config": asdict(cfg), "key": cfg.key(),
             "train_clips": [c.name for c in train], "val_clips": [c.name for c in val],
             "test_clips": [c.name for c in test],

@@ -48,17 +48,41 @@ def onnx_latency_ms(models_dir: Path, kp2d: np.ndarray, repeat: int = 3) -> dict
     return {"lift_ms": best["lift"], "lstm_ms": best["lstm"], "total_ms": best["lift"] + best["lstm"]}
 
 
+def _table(preds: dict, gts: list, clips: list, sel: list[int]) -> tuple[dict, dict]:
+    """Frame-weighted scores per method over the views ``sel``, and per clip."""
+    methods, per_clip = {}, {}
+    weights = np.array([len(g) for g in gts], float)
+    for method, p in preds.items():
+        if not p:
+            continue
+        per_view = {i: _scores(p[i], gts[i]) for i in sel}
+        keys = list(per_view[sel[0]])
+        methods[method] = {k: float(np.average([per_view[i][k] for i in sel], weights=weights[sel]))
+                           for k in keys}
+        per_clip[method] = {}
+        for clip in sorted({clips[i] for i in sel}):
+            ci = [i for i in sel if clips[i] == clip]
+            per_clip[method][clip] = {k: float(np.average([per_view[i][k] for i in ci], weights=weights[ci]))
+                                      for k in keys}
+    return methods, per_clip
+
+
 def evaluate(data: Dataset, models_dir: Path, baseline=None) -> dict:
     """Scores per method, per test clip and per joint. ``baseline``: the Keras MLP (optional).
-    The ONNX rows go through ``lift_sequence``, the code posits-live runs."""
+    The ONNX rows go through ``lift_sequence``, the code posits-live runs.
+
+    The main table is over the views that frame the whole motion; views with a webcam close-up
+    (``framing`` "close": head and upper body, the legs below the image) get their own table,
+    ``close_up``."""
     from posits.realtime.lift import lift_sequence
     mean_pose = data.train_y.reshape(-1, 33, 3).mean(axis=0)
     xn = data.train_x.reshape(-1, 33, 3)[::7, :, :2]
     yn = data.train_y.reshape(-1, 33, 3)[::7, :, :2]
     depth_scale = float((xn * yn).sum() / (xn * xn).sum())          # 2D units -> metres
     preds: dict[str, list] = {m: [] for m in METHODS}
-    gts, clips = [], []
+    gts, clips, framing = [], [], []
     for view in data.test:
+        framing.append(view.get("framing", "full"))
         kp, gt = view["kp2d"], denormalize_3d(view["y3d"])
         x = normalize_2d(kp)
         gts.append(gt)
@@ -73,25 +97,19 @@ def evaluate(data: Dataset, models_dir: Path, baseline=None) -> dict:
                                     (FINAL, True, True)):
             preds[method].append(lift_sequence(kp, view["size"], models_dir=models_dir,
                                                use_lstm=lstm, bones=bones))
+    full = [i for i, f in enumerate(framing) if f != "close"]
+    close = [i for i, f in enumerate(framing) if f == "close"]
     report = {"methods": {}, "per_clip": {}, "per_joint_mpjpe_mm": {}, "test_clips": sorted(set(clips)),
-              "test_views": len(data.test), "test_frames": int(sum(len(g) for g in gts)),
+              "test_views": len(full), "test_frames": int(sum(len(gts[i]) for i in full)),
               "note": "MPJPE root-aligned, PA-MPJPE Procrustes-aligned, over all 33 landmarks; "
                       "body_mpjpe over the 12 body joints; accel in mm/frame^2 at 30 fps"}
-    for method, p in preds.items():
-        if not p:
-            continue
-        per_view = [_scores(a, b) for a, b in zip(p, gts)]
-        weights = np.array([len(g) for g in gts], float)
-        report["methods"][method] = {k: float(np.average([s[k] for s in per_view], weights=weights))
-                                     for k in per_view[0]}
-        by_clip: dict[str, dict] = {}
-        for clip in sorted(set(clips)):
-            sel = [i for i, c in enumerate(clips) if c == clip]
-            w = weights[sel]
-            by_clip[clip] = {k: float(np.average([per_view[i][k] for i in sel], weights=w)) for k in per_view[0]}
-        report["per_clip"][method] = by_clip
-    final = np.concatenate(preds[FINAL])
-    gt_all = np.concatenate(gts)
+    report["methods"], report["per_clip"] = _table(preds, gts, clips, full)
+    if close:
+        methods, per_clip = _table({m: preds[m] for m in METHODS[3:]}, gts, clips, close)
+        report["close_up"] = {"methods": methods, "per_clip": per_clip, "test_views": len(close),
+                              "test_frames": int(sum(len(gts[i]) for i in close))}
+    final = np.concatenate([preds[FINAL][i] for i in full])
+    gt_all = np.concatenate([gts[i] for i in full])
     err = metrics.per_joint_error(metrics.root_align(final), metrics.root_align(gt_all)).mean(axis=0)
     report["per_joint_mpjpe_mm"] = {n: float(e) for n, e in zip(LANDMARK_NAMES, err)}
     report["onnx_latency"] = onnx_latency_ms(models_dir, data.test[0]["kp2d"][:300])
@@ -115,6 +133,17 @@ def format_table(report: dict) -> str:
         lines.append(f"ONNX Runtime, 1 thread: lifter {lat['lift_ms']:.3f} ms + LSTM step "
                      f"{lat['lstm_ms']:.3f} ms = {lat['total_ms']:.3f} ms per frame")
     lines.append(f"accel error, lifter + LSTM vs lifter alone: x{report['accel_ratio_lstm_vs_lifter']:.2f}")
+    close = report.get("close_up")
+    if close:
+        lines.append("")
+        lines.append(f"webcam close-up views (head and upper body, legs below the image; "
+                     f"{close['test_views']} views, {close['test_frames']} frames):")
+        lines.append("")
+        lines.append("| method | MPJPE mm | PA-MPJPE mm | body MPJPE mm | accel mm/frame² |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for method, s in close["methods"].items():
+            lines.append(f"| {method} | {s['mpjpe_mm']:.1f} | {s['pa_mpjpe_mm']:.1f} | "
+                         f"{s['body_mpjpe_mm']:.1f} | {s['accel_mm']:.1f} |")
     lines.append("lifter and LSTM rows are the two ONNX models alone; the last row adds the run-time "
                  "bone-length filter (the default of posits-live and lift_sequence)")
     lines.append("")
