@@ -118,13 +118,18 @@ def evaluate(data: Dataset, models_dir: Path, baseline=None) -> dict:
     return report
 
 
-def format_table(report: dict) -> str:
-    """The report as a Markdown table (what `posits-train evaluate` prints)."""
+def _markdown(methods: dict) -> list[str]:
     lines = ["| method | MPJPE mm | PA-MPJPE mm | body MPJPE mm | accel mm/frame² |",
              "|---|---:|---:|---:|---:|"]
-    for method, s in report["methods"].items():
+    for method, s in methods.items():
         lines.append(f"| {method} | {s['mpjpe_mm']:.1f} | {s['pa_mpjpe_mm']:.1f} | "
                      f"{s['body_mpjpe_mm']:.1f} | {s['accel_mm']:.1f} |")
+    return lines
+
+
+def format_table(report: dict) -> str:
+    """The report as Markdown tables (what `posits-train evaluate` prints)."""
+    lines = _markdown(report["methods"])
     lat = report.get("onnx_latency", {})
     lines.append("")
     lines.append(f"held-out clips: {', '.join(report['test_clips'])} "
@@ -133,17 +138,6 @@ def format_table(report: dict) -> str:
         lines.append(f"ONNX Runtime, 1 thread: lifter {lat['lift_ms']:.3f} ms + LSTM step "
                      f"{lat['lstm_ms']:.3f} ms = {lat['total_ms']:.3f} ms per frame")
     lines.append(f"accel error, lifter + LSTM vs lifter alone: x{report['accel_ratio_lstm_vs_lifter']:.2f}")
-    close = report.get("close_up")
-    if close:
-        lines.append("")
-        lines.append(f"webcam close-up views (head and upper body, legs below the image; "
-                     f"{close['test_views']} views, {close['test_frames']} frames):")
-        lines.append("")
-        lines.append("| method | MPJPE mm | PA-MPJPE mm | body MPJPE mm | accel mm/frame² |")
-        lines.append("|---|---:|---:|---:|---:|")
-        for method, s in close["methods"].items():
-            lines.append(f"| {method} | {s['mpjpe_mm']:.1f} | {s['pa_mpjpe_mm']:.1f} | "
-                         f"{s['body_mpjpe_mm']:.1f} | {s['accel_mm']:.1f} |")
     lines.append("lifter and LSTM rows are the two ONNX models alone; the last row adds the run-time "
                  "bone-length filter (the default of posits-live and lift_sequence)")
     lines.append("")
@@ -152,6 +146,11 @@ def format_table(report: dict) -> str:
         for c, s in report["per_clip"][FINAL].items()))
     worst = sorted(report["per_joint_mpjpe_mm"].items(), key=lambda kv: -kv[1])[:5]
     lines.append("worst joints (MPJPE mm): " + ", ".join(f"{n} {e:.0f}" for n, e in worst))
+    close = report.get("close_up")
+    if close:
+        lines += ["", f"webcam close-up views (head and upper body, legs below the image; "
+                      f"{close['test_views']} views, {close['test_frames']} frames):", ""]
+        lines += _markdown(close["methods"])
     return "\n".join(lines)
 
 
