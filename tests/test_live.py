@@ -161,9 +161,12 @@ def test_ctrl_c_finalizes_outputs(tmp_path):
     for f in frames * 6:
         writer.write(f)
     writer.release()
+    # SIGINT at its default in the child (as from a terminal), even when this test run was
+    # started as a background job with SIGINT ignored, which the child would inherit
     proc = subprocess.Popen(LIVE + ["--video", str(long_clip), "--headless", "--record", str(tmp_path / "o.mp4"),
                                     "--export", str(tmp_path / "p.npz")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "o.mp4").exists():
         time.sleep(0.2)

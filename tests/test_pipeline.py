@@ -150,12 +150,18 @@ def test_ctrl_c_while_waiting_for_a_result(detector):
     main = threading.main_thread().ident
     ctrl_c = threading.Timer(0.5, signal.pthread_kill, args=(main, signal.SIGINT))
     got = []
-    t0 = time.monotonic()
-    ctrl_c.start()
-    with pytest.raises(KeyboardInterrupt):
-        with pipeline:
-            for result in pipeline:
-                got.append(result.frame.index)
+    # Ctrl-C as in a terminal, even when the test run itself was started as a background job
+    # (which starts Python with SIGINT ignored, and then KeyboardInterrupt never comes)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        t0 = time.monotonic()
+        ctrl_c.start()
+        with pytest.raises(KeyboardInterrupt):
+            with pipeline:
+                for result in pipeline:
+                    got.append(result.frame.index)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - t0 < 2.5
     assert got == [0]
     assert not pipeline.running and not posits_threads()
