@@ -357,6 +357,23 @@ def run_mediapipe(clip: Clip, pose_model: str | None) -> dict:
     return _finish("(i)", frames, elapsed, stats.mean, ("detect",))
 
 
+class PoseArrays:
+    """Per-frame 2D landmarks, MediaPipe world landmarks and posits 3D, NaN rows where absent."""
+
+    _NAN = np.full((33, 3), np.nan, np.float32)
+
+    def __init__(self):
+        self.rows: dict[str, list] = {"landmarks_2d": [], "world": [], "pose_3d": []}
+
+    def add(self, pose2d, pose3d) -> None:
+        self.rows["landmarks_2d"].append(self._NAN if pose2d is None else pose2d.keypoints)
+        self.rows["world"].append(self._NAN if pose2d is None or pose2d.world is None else pose2d.world)
+        self.rows["pose_3d"].append(self._NAN if pose3d is None else pose3d.xyz)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.stack(v).astype(np.float32) for k, v in self.rows.items()}
+
+
 def run_pipeline(clip: Clip, models: str | None, pose_model: str | None, threads: int,
                  keep: bool = False) -> tuple[dict, dict | None]:
     """(ii) Pipeline(VideoSource, PoseDetector, PoseLifter with LSTM), nothing else.
@@ -369,8 +386,7 @@ def run_pipeline(clip: Clip, models: str | None, pose_model: str | None, threads
     from posits.realtime.pipeline import Pipeline
     from posits.realtime.timing import StageStats
     stages, age, frames = StageStats(), StageStats(), 0
-    nan = np.full((33, 3), np.nan, np.float32)
-    kept: dict[str, list] = {"landmarks_2d": [], "world": [], "pose_3d": []}
+    kept = PoseArrays()
     with PoseDetector(pose_model) as detector:
         lifter = PoseLifter(models, use_lstm=True, threads=threads)
         clock = _Clock()
@@ -380,15 +396,11 @@ def run_pipeline(clip: Clip, models: str | None, pose_model: str | None, threads
                 stages.add({k: result.timings.get(k, 0.0) for k in ("detect", "lift", "lstm")})
                 age.add({"capture": result.timings.get("capture", 0.0)})
                 if keep:
-                    p2, p3 = result.pose2d, result.pose3d
-                    kept["landmarks_2d"].append(nan if p2 is None else p2.keypoints)
-                    kept["world"].append(nan if p2 is None or p2.world is None else p2.world)
-                    kept["pose_3d"].append(nan if p3 is None else p3.xyz)
+                    kept.add(result.pose2d, result.pose3d)
         elapsed = clock.stop()
     out = _finish("(ii)", frames, elapsed, stages.mean, ("detect", "lift", "lstm"))
     out["frame_age_ms"] = age.mean.get("capture", 0.0)  # a frame's age when inference takes it
-    arrays = {k: np.stack(v).astype(np.float32) for k, v in kept.items()} if keep else None
-    return out, arrays
+    return out, kept.arrays() if keep else None
 
 
 def render_loop(pipeline, view, recorder, on_result=None) -> tuple[int, dict[str, float]]:
@@ -702,17 +714,13 @@ def _lift_frames(images, models: str | None, pose_model: str | None, fps: float)
     """MediaPipe + PoseLifter (LSTM, bone filter: posits-live's defaults) on each image in order."""
     from posits.realtime.detect import PoseDetector
     from posits.realtime.lift import PoseLifter
-    nan = np.full((33, 3), np.nan, np.float32)
-    out: dict[str, list] = {"landmarks_2d": [], "world": [], "pose_3d": []}
+    kept = PoseArrays()
     with PoseDetector(pose_model) as detector:
         lifter = PoseLifter(models)
         for i, image in enumerate(images):
             p2 = detector(image, i / fps)
-            p3 = lifter(p2)
-            out["landmarks_2d"].append(nan if p2 is None else p2.keypoints)
-            out["world"].append(nan if p2 is None or p2.world is None else p2.world)
-            out["pose_3d"].append(nan if p3 is None else p3.xyz)
-    return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
+            kept.add(p2, lifter(p2))
+    return kept.arrays()
 
 
 def _upper_body(points: np.ndarray) -> np.ndarray:

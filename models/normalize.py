@@ -56,8 +56,8 @@ def _normalize_any(kp: np.ndarray) -> np.ndarray:
     """``normalize_2d`` of float32 (..., 33, 3), any frames (NaN, infinity, batches)."""
     xy = kp[..., :2]
     vis = np.nan_to_num(kp[..., 2], nan=0.0)
-    valid = np.isfinite(xy).all(axis=-1) & (vis >= MIN_VISIBILITY)              # (..., 33)
     placed = np.isfinite(xy).all(axis=-1)                                       # (..., 33)
+    valid = placed & (vis >= MIN_VISIBILITY)
     hips_ok = placed[..., LEFT_HIP] & placed[..., RIGHT_HIP]
     center = 0.5 * (np.where(hips_ok[..., None], xy[..., LEFT_HIP, :], 0.0)
                     + np.where(hips_ok[..., None], xy[..., RIGHT_HIP, :], 0.0))  # (..., 2)

@@ -180,7 +180,7 @@ class Run:
         t0 = time.time()
         # the same training as its search trial (epochs, patience, seed): the LSTM that ships is
         # the one the search scored. (Run full14 refitted it with patience 8: trained longer, it
-        # smoothed the held-out motion to 0.31x instead of 0.33x and cost 4.8 mm MPJPE, not 1.3.)
+        # smoothed the held-out motion to 0.31x instead of 0.33x and cost 4.8 mm MPJPE, not 1.2.)
         seq, step, shist = fit.fit_smoother(sp, lifted_train, lstm_data, lifted_val, c.smoother_epochs,
                                             patience=c.smoother_patience, seed=c.seed,
                                             progress=_epoch_callback(c.smoother_epochs, "LSTM fit"))
