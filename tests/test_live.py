@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from posits.models import MODELS_DIR, skeleton
+from posits.models.normalize import NORMALIZATION_VERSION
 from posits.realtime.app import composite_size
 from posits.realtime.outputs import load_poses
 from conftest import NO_PERSON, WALK, read_frames
@@ -151,6 +152,19 @@ def test_incompatible_models_dir_is_one_line(tmp_path):
     (models / "lifter.onnx").write_bytes(b"garbage")
     one_error_line(live("--video", WALK, "--headless", "--models", models), "sha256")
     one_error_line(live("--video", WALK, "--headless", "--models", tmp_path / "nowhere"), "manifest")
+
+
+def test_models_of_another_normalization_version_are_one_line(tmp_path):
+    """A model set trained for another 2D normalization (e.g. version 1, from before the hips
+    could be unseen) is refused, not run on inputs it was not trained for."""
+    models = tmp_path / "models"
+    shutil.copytree(MODELS_DIR, models, ignore=shutil.ignore_patterns("*.task", "__pycache__", "*.py"))
+    data = json.loads((models / "manifest.json").read_text())
+    for role in ("lifter", "smoother"):
+        data["models"][role]["normalization_version"] = NORMALIZATION_VERSION - 1
+    (models / "manifest.json").write_text(json.dumps(data))
+    one_error_line(live("--video", WALK, "--headless", "--models", models),
+                   f"normalization v{NORMALIZATION_VERSION - 1}")
 
 
 def test_ctrl_c_finalizes_outputs(tmp_path):
