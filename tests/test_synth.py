@@ -107,3 +107,32 @@ def test_arms_cover_relaxed_and_raised_poses():
     abd = np.concatenate([_arm_abduction(c.joints.astype(np.float64)) for c in synth.synth_clips(40, 150, seed=0)])
     assert np.mean(abd < 10.0) > 0.15
     assert np.mean(abd > 45.0) > 0.08
+
+
+def test_seated_clips_sit():
+    """Seated clips (the commonest pose in front of a webcam) have hips and knees bent past 60
+    degrees, measured on the landmarks, in nearly every frame, the hips about a shin length above
+    the floor and the feet on it; standing clips never sit, and ``seated`` sets the share."""
+    seated = synth.synth_clips(12, 150, seed=1, seated=1.0)
+    standing = synth.synth_clips(12, 150, seed=1, seated=0.0)
+    for clips, sits in ((seated, True), (standing, False)):
+        j = np.stack([c.joints for c in clips]).reshape(-1, NUM_LANDMARKS, 3).astype(np.float64)
+        bent = np.ones(len(j), bool)
+        for side in ("left", "right"):
+            hip = _flexion(j, f"{side}_knee", f"{side}_hip", f"{side}_shoulder")    # trunk-thigh
+            knee = _flexion(j, f"{side}_ankle", f"{side}_knee", f"{side}_hip")
+            bent &= (hip > 60) & (knee > 60)
+        leg = np.linalg.norm(j[:, INDEX["left_hip"]] - j[:, INDEX["left_knee"]], axis=-1) \
+            + np.linalg.norm(j[:, INDEX["left_knee"]] - j[:, INDEX["left_ankle"]], axis=-1)
+        hip_height = j[:, [INDEX["left_hip"], INDEX["right_hip"]], 1].mean(axis=1) / leg
+        if sits:
+            assert bent.mean() > 0.9, bent.mean()
+            assert 0.45 < np.median(hip_height) < 0.8
+        else:
+            assert bent.mean() < 0.02, bent.mean()
+            assert np.median(hip_height) > 0.85
+        lowest = np.abs(j[:, 27:33, 1].min(axis=1))                   # the lowest foot point
+        assert np.percentile(lowest, 99) < 0.02                         # on the floor (smoothed)
+    some = synth.synth_clips(60, 30, seed=2, seated=0.3)
+    share = np.mean([np.median(c.joints[:, [23, 24], 1].mean(axis=1)) < 0.6 for c in some])
+    assert 0.15 < share < 0.45

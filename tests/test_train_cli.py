@@ -102,6 +102,26 @@ def test_report_compares_methods(quick_run):
     assert set(close["methods"]) == {"lifter (CNN)", "lifter + LSTM", "lifter + LSTM + bone lengths"}
     assert close["test_views"] >= 1 and close["test_frames"] > 0
     assert all(np.isfinite(v) and v > 0 for s in close["methods"].values() for v in s.values())
+    seated = report["seated"]                       # so is held-out synthetic seated motion
+    assert set(seated["methods"]) == {"MLP baseline (1 frame)", "lifter (CNN)", "lifter + LSTM",
+                                      "lifter + LSTM + bone lengths"}
+    assert seated["test_views"] == 4 and seated["test_frames"] == 4 * 300
+    assert all(np.isfinite(v) and v > 0 for s in seated["methods"].values() for v in s.values())
+    assert not any(c.startswith("synth/") for c in report["test_clips"])
+    assert "seated motion (synthetic" in (quick_run[0] / "report.md").read_text()
+
+
+def test_lifter_finalists_fitted_and_best_kept(quick_run):
+    """The search's best distinct trials are each fitted in full; the lifter kept (its params in
+    best_params and the manifest) is the one with the lowest validation loss."""
+    params = json.loads((quick_run[0] / "best_params.json").read_text())
+    trials = json.loads((quick_run[0] / "search_lifter.json").read_text())
+    finals = params["lifter_finals"]
+    assert [f["params"] for f in finals] == params["lifter_finalists"]
+    assert len(finals) == min(2, len({json.dumps(t["params"], sort_keys=True) for t in trials}))
+    assert finals[0]["params"] == min(trials, key=lambda t: t["score"])["params"]
+    assert params["lifter"] == min(finals, key=lambda f: f["val_loss"])["params"]
+    assert manifest.load(quick_run[0] / "export")["models"]["lifter"]["hyperparameters"] == params["lifter"]
 
 
 def test_existing_run_dir_is_refused_then_resumed(quick_run):

@@ -58,3 +58,13 @@ def test_lstm_score_penalizes_smoothing_short_of_and_past_the_aim():
     assert ratios[0.1] < search.ACCEL_RATIO - 0.1                 # over-smoothed
     assert penalty(lifted) > penalty(ema(lifted, aimed)) < penalty(ema(lifted, 0.1))
     assert penalty(ema(lifted, 0.1)) > 0 and penalty(lifted) > 0
+
+
+def test_finalists_are_the_best_distinct_trials():
+    """finalists(): best score first, a parameter set tried twice counts once, at most n."""
+    a, b, c = {"units": 320, "lr": 0.002}, {"units": 256, "lr": 0.001}, {"units": 192, "lr": 0.003}
+    records = [{"params": c, "score": 140.0}, {"params": a, "score": 134.6}, {"params": a, "score": 134.9},
+               {"params": b, "score": 136.4}]
+    assert search.finalists(records, 2) == [a, b]
+    assert search.finalists(records, 5) == [a, b, c]
+    assert search.finalists(records, 0) == [a]

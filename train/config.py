@@ -15,6 +15,8 @@ class TrainConfig:
     smoother_trials: int = 4       # (int) hyperopt trials for the LSTM (random: see search_smoother)
     search_epochs: int = 6         # (int) epochs per lifter trial (early stopping may cut it)
     search_steps: int = 250        # (int) batches per epoch in a lifter trial
+    lifter_finalists: int = 2      # (int) best search trials each given the full fit; the one
+                                   #       with the lowest validation loss is kept
     smoother_search_epochs: int = 10  # (int) epochs per LSTM trial (as long as the final fit)
     fit_epochs: int = 60           # (int) max epochs of the final lifter fit
     fit_steps: int = 400           # (int) batches per epoch of the final lifter fit
@@ -68,7 +70,8 @@ DEFAULT = TrainConfig()
 #: A tiny run (about 2-3 minutes on 2 cores) for tests and smoke checks: same code, less of it.
 QUICK = TrainConfig(
     data=DataConfig(seq_len=32, real_sequences=150, synth_sequences=150, synth_clips=8,
-                    val_sequences=40, test_cameras=1, test_close_cameras=1),
+                    val_sequences=40, test_cameras=1, test_close_cameras=1,
+                    test_seated_clips=1),
     lifter_trials=2, smoother_trials=1, search_epochs=2, search_steps=15,
     smoother_search_epochs=2, fit_epochs=4, fit_steps=30, fit_patience=2, smoother_epochs=4,
     baseline_epochs=2,

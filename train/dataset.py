@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 # models never see (the CMU clip is a different subject, studio and skeleton from DeepMimic).
 TEST_CLIPS = ("cmu/playground", "deepmimic/dance_b", "deepmimic/spinkick", "deepmimic/jump")
 VAL_CLIPS = ("deepmimic/punch", "deepmimic/kick")
+#: Seed offset of the held-out synthetic seated clips (training synthesizes with ``cfg.seed``).
+SEATED_TEST_SEED = 10_000
 #: Bumped when the way data is made changes (part of the cache key).
-DATA_VERSION = 5
+DATA_VERSION = 6
 
 SEGMENTS = ("hip", "torso", "shoulder", "head", "upper_arm", "forearm", "hand", "thigh", "shin", "foot")
 ARM = (13, 15, 17, 19, 21)      # left arm below the shoulder (mirror for the right)
@@ -42,6 +44,7 @@ class DataConfig:
     real_sequences: int = 6000        # sample sequences cut from real training clips
     synth_sequences: int = 6000       # sample sequences from synthetic motion
     synth_clips: int = 400            # synthetic clips generated (300 frames each)
+    synth_seated: float = 0.2         # fraction of the synthetic clips that sit (synth.SEATED)
     val_sequences: int = 400
     test_cameras: int = 16            # virtual cameras per test clip (fewer: +-10 mm MPJPE by sample)
     mirror: float = 0.5               # probability of a left/right mirrored sequence
@@ -51,6 +54,8 @@ class DataConfig:
     limb_mix: float = 0.5             # probability of taking limbs from another clip (mix_limbs)
     close_up: float = 0.3             # probability of a webcam close-up (project.close_camera)
     test_close_cameras: int = 4       # close-up cameras per test clip (reported separately)
+    test_seated_clips: int = 8        # held-out synthetic seated clips (other seed), 2 whole-body
+                                      # and 2 close-up views each (reported separately)
     seed: int = 0
     noise: dict = field(default_factory=lambda: asdict(project.NoiseConfig()))
 
@@ -262,7 +267,8 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
     from .synth import synth_clips
     rng = np.random.default_rng(cfg.seed)
     train, val, test = split_clips(load_motion())
-    synth = [c.joints for c in synth_clips(cfg.synth_clips, 300, seed=cfg.seed)]
+    synth = [c.joints for c in synth_clips(cfg.synth_clips, 300, seed=cfg.seed,
+                                                  seated=cfg.synth_seated)]
     rx, ry = make_sequences([c.joints for c in train], cfg.real_sequences, cfg, rng)
     sx, sy = make_sequences(synth, cfg.synth_sequences, cfg, rng)
     vx, vy = make_sequences([c.joints for c in val], cfg.val_sequences, cfg, rng, augment_on=False)
@@ -279,6 +285,14 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
             kp, y3d, size = view_clip(clip.joints, cfg, close_rng, close_up=True)
             views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size,
                           "framing": "close"})
+    # No real held-out clip sits: seated motion is measured on synthetic clips from a seed no
+    # training clip uses (the same generator, so an optimistic measure of seated poses)
+    seat_rng = np.random.default_rng([cfg.seed, 7921])
+    for clip in synth_clips(cfg.test_seated_clips, 300, seed=SEATED_TEST_SEED + cfg.seed, seated=1.0):
+        for k, close in enumerate((False, False, True, True)):
+            kp, y3d, size = view_clip(clip.joints, cfg, seat_rng, close_up=close)
+            views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size,
+                          "framing": "seated"})
     info = {"config": asdict(cfg), "key": cfg.key(),
             "train_clips": [c.name for c in train], "val_clips": [c.name for c in val],
             "test_clips": [c.name for c in test],

@@ -8,7 +8,8 @@ run directory layout:
     data.json            dataset info (clips per split, sources, licences)
     search_lifter.json   hyperopt trials for the lifter (params, score, seconds)
     search_smoother.json hyperopt trials for the LSTM
-    best_params.json     the chosen hyperparameters (lifter + LSTM)
+    best_params.json     the chosen hyperparameters (lifter + LSTM), the lifter finalists
+                         and their full-fit validation losses
     checkpoints/         Keras weights: lifter, smoother, baseline MLP (+ histories)
     export/              lifter.onnx, smoother.onnx, manifest.json (a --models folder)
     report.json/.md      the accuracy report
@@ -140,11 +141,12 @@ class Run:
             bar.set_postfix(val_mm=f"{score:.1f}")
             log.info("lifter trial %d/%d: val MPJPE %.1f mm", i, n, score)
 
-        best, _ = search.search_lifter(self.data, c.lifter_trials, c.search_epochs, c.search_steps, c.seed,
-                                       self.dir / "search_lifter.json", tick)
+        best, records = search.search_lifter(self.data, c.lifter_trials, c.search_epochs, c.search_steps,
+                                             c.seed, self.dir / "search_lifter.json", tick)
         bar.close()
-        self._json("best_params.json", {"lifter": best})
-        log.info("best lifter params: %s", best)
+        chosen = search.finalists(records, c.lifter_finalists)
+        self._json("best_params.json", {"lifter": chosen[0], "lifter_finalists": chosen})
+        log.info("best lifter params: %s; finalists for the full fit: %d", best, len(chosen))
 
     def stage_fit(self):
         from . import fit, nets, search
@@ -152,11 +154,21 @@ class Run:
         ck = self.dir / "checkpoints"
         ck.mkdir(exist_ok=True)
         params = self._json("best_params.json")
-        lp = params["lifter"]
         t0 = time.time()
-        lifter, lhist = fit.fit_lifter(lp, self.data, c.fit_epochs, c.fit_steps, c.batch,
-                                       patience=max(c.fit_patience, lp["patience"]),
-                                       seed=c.seed, progress=_epoch_callback(c.fit_epochs, "lifter fit"))
+        lifter, lhist, lp, finals = None, None, None, []
+        for i, cand in enumerate(params.get("lifter_finalists", [params["lifter"]])):
+            model, hist = fit.fit_lifter(cand, self.data, c.fit_epochs, c.fit_steps, c.batch,
+                                         patience=max(c.fit_patience, cand["patience"]), seed=c.seed,
+                                         progress=_epoch_callback(c.fit_epochs, f"lifter fit {i + 1}"))
+            finals.append({"params": cand, "val_loss": min(hist["val_loss"]), "epochs": len(hist["val_loss"])})
+            log.info("lifter finalist %d: best val loss %.5f after %d epochs", i + 1,
+                     finals[-1]["val_loss"], finals[-1]["epochs"])
+            if lhist is None or min(hist["val_loss"]) < min(lhist["val_loss"]):
+                lifter, lhist, lp = model, hist, cand
+        params["lifter"] = lp
+        params["lifter_finals"] = finals
+        self._json("best_params.json", params)
+        log.info("lifter kept: %s", lp)
         lifter.save_weights(ck / "lifter.weights.h5")
         t_lifter = time.time() - t0
         shipped = nets.flip_averaged(lifter)          # what is exported: the smoother learns on it

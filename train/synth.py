@@ -2,8 +2,10 @@
 
 Each clip draws a body (height 1.50-1.95 m, segment proportions varied by a few per cent), then
 moves every joint degree of freedom along a smooth random curve (a sum of a few low-frequency
-sinusoids squashed into the joint's range) and turns the root now and then. About a third of the
-clips walk or jog (an antiphase hip/knee/arm cycle on top of the random curves) while moving forward.
+sinusoids squashed into the joint's range) and turns the root now and then. A fraction of the
+clips sit (``seated``: hips and knees bent near a right angle, feet on the floor, the upper body
+as free as in the others: a person at a desk or on a sofa); of the others about a third walk or
+jog (an antiphase hip/knee/arm cycle on top of the random curves) while moving forward.
 The pose is placed on the ground (lowest foot point at y ~ 0, smoothed) and turned into MediaPipe's
 33 landmarks by ``posits.train.mocap.place_landmarks``, the same placement as the real mocap.
 
@@ -49,6 +51,15 @@ TYPICAL: dict[str, tuple[float, float]] = {
     "shoulder_flex": (10.0, 0.45), "shoulder_abd": (8.0, 0.45), "shoulder_twist": (0.0, 0.4),
     "elbow_flex": (30.0, 0.5),
     "wrist_twist": (0.0, 0.5), "wrist_flex": (0.0, 0.4), "wrist_dev": (0.0, 0.35),
+}
+#: Seated clips replace these entries of TYPICAL: hips flexed 70-100 deg and knees 65-115 deg
+#: (10th-90th percentile over the seated frames), thighs a little apart. Without them no
+#: synthetic frame had hip and knee both flexed past 60 deg, and the real training clips reach
+#: such angles only while getting up, rolling or crawling: sitting, the commonest pose in front of
+#: a webcam, was outside the training data.
+SEATED: dict[str, tuple[float, float]] = {
+    "hip_flex": (85.0, 0.25), "hip_abd": (10.0, 0.25), "hip_twist": (0.0, 0.25),
+    "knee_flex": (90.0, 0.35), "ankle_flex": (5.0, 0.3),
 }
 SIDED = ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")
 #: Segment lengths as fractions of body height (after Drillis & Contini / Winter).
@@ -111,12 +122,15 @@ def _logit(v: float, lo: float, hi: float) -> float:
     return float(np.log(p / (1 - p)))
 
 
-def random_angles(rng: np.random.Generator, t: np.ndarray, gait: dict | None) -> dict[str, np.ndarray]:
+def random_angles(rng: np.random.Generator, t: np.ndarray, gait: dict | None,
+                  seated: bool = False) -> dict[str, np.ndarray]:
     """Joint angles (deg) for every dof: dof name -> (T,), always inside LIMITS.
 
     Each dof is squash(centre + gain * smooth_curve + gait term) into its limits; the centre is
-    the logit of a random value near TYPICAL, so the curve hovers around plausible poses.
+    the logit of a random value near TYPICAL (SEATED's values for the legs of a seated clip),
+    so the curve hovers around plausible poses.
     """
+    typical = {**TYPICAL, **SEATED} if seated else TYPICAL
     out: dict[str, np.ndarray] = {}
     for side in ("left", "right", None):
         for dof, (lo, hi) in LIMITS.items():
@@ -124,7 +138,7 @@ def random_angles(rng: np.random.Generator, t: np.ndarray, gait: dict | None) ->
             if sided != (side is not None):
                 continue
             name = f"{side}_{dof}" if side else dof
-            typ, spread = TYPICAL[dof]
+            typ, spread = typical[dof]
             centre = typ + rng.normal(0.0, spread * 0.25 * (hi - lo))
             x = _logit(centre, lo, hi) + rng.uniform(0.5, 2.5) * spread * smooth_curve(rng, t)
             if gait is not None:
@@ -171,9 +185,11 @@ def _limb_rotation(flex: np.ndarray, abd: np.ndarray, twist: np.ndarray, side: s
     return _R("z", flex) @ _R("x", s * abd) @ _R("y", s * twist)
 
 
-def root_path(rng: np.random.Generator, t: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
+def root_path(rng: np.random.Generator, t: np.ndarray, speed: float, drift: float = 0.3
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Root yaw (T,) radians, with 0-3 smooth turns of up to +-120 deg, and horizontal position
-    (T, 3) moving at `speed` m/s along the facing direction plus a slow random drift."""
+    (T, 3) moving at `speed` m/s along the facing direction plus a slow random drift of up to
+    `drift` metres."""
     T = len(t)
     yaw = np.full(T, rng.uniform(-np.pi, np.pi))
     for _ in range(rng.integers(0, 4)):
@@ -181,8 +197,8 @@ def root_path(rng: np.random.Generator, t: np.ndarray, speed: float) -> tuple[np
         yaw += rng.uniform(-2.1, 2.1) * 0.5 * (1 + np.tanh((t - t0) / (0.25 * dur)))
     fwd = np.stack([np.cos(yaw), np.zeros(T), -np.sin(yaw)], -1)   # rotation about +y of +x
     pos = np.cumsum(fwd * speed / FPS, axis=0)
-    pos[:, 0] += 0.3 * smooth_curve(rng, t, 2, 0.05, 0.3)
-    pos[:, 2] += 0.3 * smooth_curve(rng, t, 2, 0.05, 0.3)
+    pos[:, 0] += drift * smooth_curve(rng, t, 2, 0.05, 0.3)
+    pos[:, 2] += drift * smooth_curve(rng, t, 2, 0.05, 0.3)
     return yaw, pos
 
 
@@ -241,28 +257,31 @@ def _ground_lift(c: dict[str, np.ndarray], f: dict[str, np.ndarray], scale: floa
     return np.convolve(padded, k, mode="valid")
 
 
-def synth_motion(rng: np.random.Generator, frames: int) -> SynthMotion:
-    """One random clip: body, angles, root path, landmarks."""
+def synth_motion(rng: np.random.Generator, frames: int, seated: float = 0.0) -> SynthMotion:
+    """One random clip: body, angles, root path, landmarks. ``seated``: probability that the
+    clip sits (SEATED legs, no gait, the root drifting a few centimetres, as on a chair)."""
     t = np.arange(frames) / FPS
     body = random_body(rng)
     gait = None
     speed = 0.0
-    if rng.random() < 0.35:
+    sits = rng.random() < seated
+    if not sits and rng.random() < 0.35:
         gait = {"cadence": rng.uniform(0.8, 1.4), "phase": rng.uniform(0, 2 * np.pi),
                 "amplitude": rng.uniform(0.6, 1.6)}
         speed = 0.7 * gait["amplitude"] * gait["cadence"] * body.lengths["thigh"] * 2.0
-    angles = random_angles(rng, t, gait)
-    yaw, xz = root_path(rng, t, speed)
+    angles = random_angles(rng, t, gait, seated=sits)
+    yaw, xz = root_path(rng, t, speed, drift=0.05 if sits else 0.3)
     centres, segs, scale = pose_body(body, angles, yaw, xz)
     return SynthMotion(angles, place_landmarks(centres, segs, scale), body)
 
 
-def synth_clips(n_clips: int, frames: int, seed: int) -> list[Clip]:
-    """`n_clips` synthetic clips of `frames` frames at 30 fps, reproducible from `seed`."""
+def synth_clips(n_clips: int, frames: int, seed: int, seated: float = 0.0) -> list[Clip]:
+    """`n_clips` synthetic clips of `frames` frames at 30 fps, reproducible from `seed`; each
+    sits with probability ``seated``."""
     rng = np.random.default_rng(seed)
     clips = []
     for i in range(n_clips):
-        m = synth_motion(rng, frames)
+        m = synth_motion(rng, frames, seated)
         clips.append(Clip(f"synth/{seed}/{i:04d}", "posits.train.synth", "generated (Apache-2.0)",
                           FPS, m.joints))
     log.debug("generated %d synthetic clips of %d frames (seed %d)", n_clips, frames, seed)
