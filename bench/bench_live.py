@@ -283,15 +283,21 @@ class RssSampler:
 
 
 def memory_summary(samples: list[tuple[float, float]], warmup_s: float) -> dict:
-    """RSS at start (first sample after warm-up), max, end and the slope (MB/min, least squares
-    over the samples after warm-up)."""
+    """RSS at start (first sample after warm-up), max, end, the slope (MB/min, least squares
+    over the samples after warm-up), and two measures that tell a leak (RSS rising all along)
+    from a heap that grows in a few steps and then stays: how much higher the second half's
+    peak is than the first half's, and when the peak was first reached."""
     after = [(t, m) for t, m in samples if t >= warmup_s] or samples[-2:]
-    t = np.array([s[0] for s in after]) / 60.0
+    t = np.array([s[0] for s in after])
     m = np.array([s[1] for s in after])
-    slope = float(np.polyfit(t, m, 1)[0]) if len(after) >= 2 and np.ptp(t) > 0 else 0.0
+    slope = float(np.polyfit(t / 60.0, m, 1)[0]) if len(after) >= 2 and np.ptp(t) > 0 else 0.0
+    mid = 0.5 * (t[0] + t[-1])
+    first, second = m[t <= mid], m[t > mid]
+    halves = float(second.max() - first.max()) if len(first) and len(second) else 0.0
     return {"warmup_s": warmup_s, "rss_start_mb": float(m[0]), "rss_max_mb": float(m.max()),
             "rss_end_mb": float(m[-1]), "slope_mb_per_min": slope, "samples": len(samples),
-            "rss_before_warmup_mb": float(samples[0][1])}
+            "rss_before_warmup_mb": float(samples[0][1]), "second_half_growth_mb": halves,
+            "peak_reached_s": float(t[int(np.argmax(m))]), "last_sample_s": float(t[-1])}
 
 
 # -------------------------------------------------------------------------------------------
@@ -932,11 +938,14 @@ def format_report(report: dict) -> str:
     if report.get("memory"):
         mem = report["memory"]
         lines += ["", "## Memory (render + record, clip looped, as fast as it goes)", "",
-                  "| minutes | frames | fps | RSS start (after warm-up) | max | end | slope |",
-                  "|---:|---:|---:|---:|---:|---:|---:|",
+                  "| minutes | frames | fps | RSS start (after warm-up) | max | end | slope "
+                  "| second half's peak over the first's | peak first reached |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
                   f"| {mem['minutes']:g} | {mem['frames']} | {_f(mem['fps'])} | "
                   f"{_f(mem['rss_start_mb'])} MB | {_f(mem['rss_max_mb'])} MB | "
-                  f"{_f(mem['rss_end_mb'])} MB | {mem['slope_mb_per_min']:+.2f} MB/min |",
+                  f"{_f(mem['rss_end_mb'])} MB | {mem['slope_mb_per_min']:+.2f} MB/min | "
+                  f"{mem['second_half_growth_mb']:+.1f} MB | at {mem['peak_reached_s']:.0f} s "
+                  f"of {mem['last_sample_s']:.0f} |",
                   "", f"Warm-up {mem['warmup_s']:.0f} s left out of start and slope (RSS before it: "
                   f"{_f(mem['rss_before_warmup_mb'])} MB); {mem['samples']} samples, one per second."]
     else:

@@ -204,3 +204,16 @@ def test_lag_and_steadiness_metrics_on_real_landmarks(walk_poses):
     moving = rigid[None] + np.linspace(0, 1, 40)[:, None, None] * np.array([0.3, 0.0, 0.1])
     assert bench.bone_stability(moving)["bone_std_mm"] == pytest.approx(0, abs=1e-6)
     assert bench.mean_acceleration(moving) == pytest.approx(0, abs=1e-6)
+
+
+def test_memory_summary_tells_a_leak_from_steps():
+    """A heap that steps up twice and then stays flat (what the 10-minute soaks showed) has a
+    positive slope but no growth in its second half; a steady leak grows in both."""
+    t = np.arange(0, 600.0)
+    steps = 480 + 2.0 * (t > 120) + 3.0 * (t > 250)
+    leak = 480 + 0.01 * t
+    s = bench.memory_summary(list(zip(t, steps)), warmup_s=60)
+    assert s["slope_mb_per_min"] > 0.3 and s["second_half_growth_mb"] == 0.0 and s["peak_reached_s"] == 251
+    k = bench.memory_summary(list(zip(t, leak)), warmup_s=60)
+    assert k["second_half_growth_mb"] > 2.5 and k["peak_reached_s"] == 599 and k["last_sample_s"] == 599
+    assert k["slope_mb_per_min"] == pytest.approx(0.6, rel=1e-6)

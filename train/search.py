@@ -110,7 +110,7 @@ def finalists(records: list[dict], n: int) -> list[dict]:
     """The ``n`` best distinct parameter sets of a search's trial records, best first.
 
     Short search trials rank lifters only roughly: in runs full15 and full16 the two best trials
-    were within 1.0 and 1.8 mm of each other on validation, in opposite orders, and the one
+    were within 1.8 and 1.0 mm of each other on validation, in opposite orders, and the one
     ranked first in full16 scored 53.4 mm PA-MPJPE on held-out motion after its full fit
     against 47.0 for the other. Fitting the few best in full and keeping the one with the lower
     validation loss settles that (validation ranked those two the same way as held-out).
