@@ -267,8 +267,7 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
     from .synth import synth_clips
     rng = np.random.default_rng(cfg.seed)
     train, val, test = split_clips(load_motion())
-    synth = [c.joints for c in synth_clips(cfg.synth_clips, 300, seed=cfg.seed,
-                                                  seated=cfg.synth_seated)]
+    synth = [c.joints for c in synth_clips(cfg.synth_clips, 300, seed=cfg.seed, seated=cfg.synth_seated)]
     rx, ry = make_sequences([c.joints for c in train], cfg.real_sequences, cfg, rng)
     sx, sy = make_sequences(synth, cfg.synth_sequences, cfg, rng)
     vx, vy = make_sequences([c.joints for c in val], cfg.val_sequences, cfg, rng, augment_on=False)

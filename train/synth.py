@@ -52,7 +52,7 @@ TYPICAL: dict[str, tuple[float, float]] = {
     "elbow_flex": (30.0, 0.5),
     "wrist_twist": (0.0, 0.5), "wrist_flex": (0.0, 0.4), "wrist_dev": (0.0, 0.35),
 }
-#: Seated clips replace these entries of TYPICAL: hips flexed 70-100 deg and knees 65-115 deg
+#: Seated clips replace these entries of TYPICAL: hips flexed 72-96 deg and knees 74-108 deg
 #: (10th-90th percentile over the seated frames), thighs a little apart. Without them no
 #: synthetic frame had hip and knee both flexed past 60 deg, and the real training clips reach
 #: such angles only while getting up, rolling or crawling: sitting, the commonest pose in front of
