@@ -53,8 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .memory import single_malloc_arena
-    single_malloc_arena()               # before any thread starts: memory stays flat on long runs
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="posits-live: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
