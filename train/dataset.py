@@ -213,6 +213,18 @@ def view_clip(joints: np.ndarray, cfg: DataConfig, rng, close_up: bool = False) 
     return project.corrupt(px, camera.size, rng, noise, depth=cam3d[..., 2]), normalize_3d(cam3d), camera.size
 
 
+def held_out_views(clips, close_ups: list[bool], cfg: DataConfig, rng, framing: str) -> list[dict]:
+    """Every clip (mocap.Clip) through one camera per entry of ``close_ups`` (True: a webcam
+    close-up), clip by clip: {"clip", "camera", "kp2d", "y3d", "size", "framing"} per view."""
+    views = []
+    for clip in clips:
+        for k, close_up in enumerate(close_ups):
+            kp, y3d, size = view_clip(clip.joints, cfg, rng, close_up=close_up)
+            views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size,
+                          "framing": framing})
+    return views
+
+
 @dataclass
 class Dataset:
     """Arrays for training and validation, and the held-out test views."""
@@ -271,27 +283,15 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
     rx, ry = make_sequences([c.joints for c in train], cfg.real_sequences, cfg, rng)
     sx, sy = make_sequences(synth, cfg.synth_sequences, cfg, rng)
     vx, vy = make_sequences([c.joints for c in val], cfg.val_sequences, cfg, rng, augment_on=False)
-    views = []
-    test_rng = np.random.default_rng([cfg.seed, 7919])   # test views do not depend on the
-    for clip in test:                                      # training-data settings
-        for k in range(cfg.test_cameras):
-            kp, y3d, size = view_clip(clip.joints, cfg, test_rng)
-            views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size,
-                          "framing": "full"})
-    close_rng = np.random.default_rng([cfg.seed, 7920])   # a generator of their own: the
-    for clip in test:                                      # close-ups leave the draws above as they were
-        for k in range(cfg.test_close_cameras):
-            kp, y3d, size = view_clip(clip.joints, cfg, close_rng, close_up=True)
-            views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size,
-                          "framing": "close"})
-    # No real held-out clip sits: seated motion is measured on synthetic clips from a seed no
-    # training clip uses (the same generator, so an optimistic measure of seated poses)
-    seat_rng = np.random.default_rng([cfg.seed, 7921])
-    for clip in synth_clips(cfg.test_seated_clips, 300, seed=SEATED_TEST_SEED + cfg.seed, seated=1.0):
-        for k, close in enumerate((False, False, True, True)):
-            kp, y3d, size = view_clip(clip.joints, cfg, seat_rng, close_up=close)
-            views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size,
-                          "framing": "seated"})
+    # Each kind of test view has a generator of its own: its draws do not depend on the
+    # training-data settings nor on the other kinds. No real held-out clip sits: seated motion is
+    # measured on synthetic clips from a seed no training clip uses (the same generator, so an
+    # optimistic measure of seated poses).
+    seated = synth_clips(cfg.test_seated_clips, 300, seed=SEATED_TEST_SEED + cfg.seed, seated=1.0)
+    rngs = [np.random.default_rng([cfg.seed, k]) for k in (7919, 7920, 7921)]
+    views = (held_out_views(test, [False] * cfg.test_cameras, cfg, rngs[0], "full")
+             + held_out_views(test, [True] * cfg.test_close_cameras, cfg, rngs[1], "close")
+             + held_out_views(seated, [False, False, True, True], cfg, rngs[2], "seated"))
     info = {"config": asdict(cfg), "key": cfg.key(),
             "train_clips": [c.name for c in train], "val_clips": [c.name for c in val],
             "test_clips": [c.name for c in test],
