@@ -17,8 +17,8 @@ ONNX lifter and LSTM, VisPy rendering headless through EGL, OpenCV decoding and 
           mode, the same model, no posits swap guard) on every frame.
    (ii)   the posits pipeline headless: Pipeline(VideoSource, PoseDetector, PoseLifter(LSTM)).
    (iii)  the pipeline rendering offscreen and recording: the per-frame work of
-          ``posits-live --video X --headless --record out.mp4`` (format_hud + overlay.annotate +
-          PoseView.update + Recorder.write(PoseView.render())), replicated from app.py with
+          ``posits-live --video X --headless --record out.mp4`` (format_hud + overlay.Overlay +
+          PoseView.update + Recorder.write(PoseView.render(out=...))), replicated from app.py with
           each part timed.
    (iii*) ``posits.realtime.app.run`` itself with those arguments (the real thing; fps only,
           as app.run reports it): checks that (iii) measures what posits-live does.
@@ -412,14 +412,15 @@ def run_pipeline(clip: Clip, models: str | None, pose_model: str | None, threads
 def render_loop(pipeline, view, recorder, on_result=None) -> tuple[int, dict[str, float]]:
     """The consumer loop of posits-live headless with --record (app._run), each part timed.
 
-    Same calls in the same order as app.py: format_hud(stats) + annotate -> view.update ->
-    recorder.write(view.render()); "render" is their total, exactly app.py's "render" block.
+    Same calls in the same order as app.py: format_hud(stats) + Overlay -> view.update ->
+    recorder.write(view.render(out=composite)); "render" is their total, exactly app.py's "render" block.
     Returns the frames and the mean ms per part (running means: nothing grows per frame, so
     the memory soak measures posits and not this loop's bookkeeping).
     """
-    from posits.realtime.overlay import annotate, format_hud
+    from posits.realtime.overlay import Overlay, format_hud
     from posits.realtime.timing import StageStats, profile
     parts = StageStats()
+    overlay, composite = Overlay(), None
     frames = 0
     render_ms = 0.0
     for result in pipeline:
@@ -432,11 +433,11 @@ def render_loop(pipeline, view, recorder, on_result=None) -> tuple[int, dict[str
             with profile("annotate", t):
                 hud = format_hud(stats.fps, 1e3 * (time.monotonic() - result.frame.t_capture),
                                  timings, stats.dropped)
-                image = annotate(result.frame.image, result.pose2d, hud)
+                image = overlay(result.frame.image, result.pose2d, hud)
             with profile("update", t):
                 view.update(image, result.pose3d)
             with profile("draw", t):
-                composite = view.render()
+                composite = view.render(out=composite)
             with profile("write", t):
                 recorder.write(composite)
         render_ms = t["render"]

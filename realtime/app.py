@@ -1,8 +1,8 @@
 """posits-live's main job: open the input, the models and the outputs, then run the loop.
 
     source ─> Pipeline (capture thread, inference thread) ─> for result in pipeline:
-        overlay.annotate(frame, pose2d, HUD) -> PoseView.update(image, pose3d)
-        -> Recorder.write(view.render())  /  PoseExporter.add(result)  /  window events
+        Overlay()(frame, pose2d, HUD) -> PoseView.update(image, pose3d)
+        -> Recorder.write(view.render(out=composite))  /  PoseExporter.add(result)  /  window events
 
 Everything that can be wrong with the user's input is turned into a ``UserError`` (one line on
 stderr, exit status 2) before the loop starts; recordings and exports are finalized on every
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     from .detect import PoseDetector
     from .lift import PoseLifter
     from .outputs import PoseExporter, Recorder
-    from .overlay import annotate, format_hud
+    from .overlay import Overlay, format_hud
     from .pipeline import Pipeline
     from .timing import profile
 
@@ -101,6 +101,7 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     frames = found = 0
     t_start = time.monotonic()
     render_ms = 0.0
+    overlay, composite = Overlay(), None    # drawn into the same memory every frame
     for result in pipeline:
         frames += 1
         found += result.pose2d is not None
@@ -113,9 +114,10 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
             with profile("render", t_render):
                 hud = format_hud(stats.fps, 1e3 * (time.monotonic() - result.frame.t_capture),
                                  timings, stats.dropped)
-                view.update(annotate(result.frame.image, result.pose2d, hud), result.pose3d)
+                view.update(overlay(result.frame.image, result.pose2d, hud), result.pose3d)
                 if recorder is not None:
-                    recorder.write(view.render())
+                    composite = view.render(out=composite)
+                    recorder.write(composite)
             render_ms = t_render["render"]
             if view.shown:
                 if pace:       # show a file at its own frame rate, keeping the window responsive

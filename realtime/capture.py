@@ -79,14 +79,87 @@ def _usable_fps(value: float, name: str) -> float:
     return float(value)
 
 
+class ImagePool:
+    """Image buffers that a capture source decodes into again once nobody holds them.
+
+    A frame travels through queues to other threads (inference, the consumer) and nobody
+    hands it back, so a buffer counts as free when the pool's own reference is the only one
+    left (``sys.getrefcount``: a Frame holding it, a numpy view of it and a buffer export all
+    hold a reference). Decoding into the same few buffers keeps a long run's memory flat: a
+    new (H, W, 3) array per frame from the capture thread, freed on another thread, is the
+    kind of allocation that fragments glibc's per-thread heaps. Used from one thread (the
+    capture thread). At most ``limit`` buffers are kept; past it (a consumer holding on to
+    many frames) ``take`` returns a new array and does not keep it.
+    """
+
+    def __init__(self, limit: int = 16):
+        self.limit = limit
+        self._buffers: list[np.ndarray] = []
+        self.allocated = 0          # arrays made (kept or not): frames that reused nothing
+        probe = [np.empty(0)]
+        self._free = sys.getrefcount(probe[0])      # the list's reference + the argument's
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A free uint8 buffer of ``shape`` (stale content: the caller overwrites all of it)."""
+        shape = tuple(shape)
+        other = None
+        for i in range(len(self._buffers)):     # no local name may hold a buffer here
+            if sys.getrefcount(self._buffers[i]) == self._free:
+                if self._buffers[i].shape == shape:
+                    return self._buffers[i]
+                other = i
+        self.allocated += 1
+        buffer = np.empty(shape, np.uint8)
+        if len(self._buffers) >= self.limit:    # full: replace a free one of another size
+            if other is None:
+                return buffer
+            del self._buffers[other]
+        self._buffers.append(buffer)
+        return buffer
+
+
 class _OpenCVSource:
     """What the OpenCV-backed sources share: the capture handle, a decoded first frame kept
-    for the first read(), release() and the context manager."""
+    for the first read(), decoding into pooled buffers (``_decode``), release() and the
+    context manager."""
 
     _cap: "cv2.VideoCapture | None"
     _pending: "np.ndarray | None"
     _fps: float
     _size: tuple[int, int]
+    mirror: bool
+    _pool: ImagePool
+    _shape: tuple[int, ...]         # of the last decoded image
+    _raw: "np.ndarray | None"       # mirror: decoded here, flipped into a pooled buffer
+
+    def _decode(self) -> "np.ndarray | None":
+        """The next image (the kept first frame, then the capture's), mirrored if asked, in a
+        buffer of the pool; None if the read failed.
+
+        The capture decodes into a free pooled buffer of the last frame's shape (OpenCV
+        replaces it by a new array if the stream changes size; that becomes the shape)."""
+        if self._pending is not None:
+            image, self._pending = self._pending, None
+            return cv2.flip(image, 1) if self.mirror else image
+        if self._cap is None:
+            return None
+        if self.mirror:
+            ok, raw = self._cap.read(self._raw)
+            if not ok or raw is None:
+                return None
+            self._raw = raw
+            return cv2.flip(raw, 1, dst=self._pool.take(raw.shape))
+        ok, image = self._cap.read(self._pool.take(self._shape))
+        if not ok or image is None:
+            return None
+        self._shape = image.shape
+        return image
+
+    def _start_decoding(self, first: np.ndarray) -> None:
+        """Set up ``_decode`` after the first frame (decoded by OpenCV into its own array)."""
+        self._pool = ImagePool()
+        self._shape = first.shape
+        self._raw = None
 
     @property
     def fps(self) -> float:
@@ -145,6 +218,7 @@ class VideoSource(_OpenCVSource):
             self._cap.release()
             raise CaptureError(f"cannot decode the first frame of video: {self.path}")
         self._pending: np.ndarray | None = first
+        self._start_decoding(first)
         self._fps = _usable_fps(self._cap.get(cv2.CAP_PROP_FPS), self.name)
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self._frame_count = count if count > 0 else None
@@ -157,16 +231,9 @@ class VideoSource(_OpenCVSource):
 
     def read(self) -> Frame | None:
         """The next frame, or None at the end of the file (or at a truncation)."""
-        if self._pending is not None:
-            image, self._pending = self._pending, None
-        else:
-            if self._cap is None:
-                return None
-            ok, image = self._cap.read()
-            if not ok or image is None:
-                return None
-        if self.mirror:
-            image = cv2.flip(image, 1)
+        image = self._decode()
+        if image is None:
+            return None
         frame = Frame(index=self._index, t_capture=time.monotonic(),
                       t_source=self._index / self._fps, image=image)
         self._index += 1
@@ -213,6 +280,7 @@ class CameraSource(_OpenCVSource):
         if first is None:
             raise unavailable
         self._pending: np.ndarray | None = first
+        self._start_decoding(first)
         self._fps = _usable_fps(self._cap.get(cv2.CAP_PROP_FPS), self.name)
         self._size = (first.shape[1], first.shape[0])
         self._index = 0
@@ -264,28 +332,18 @@ class CameraSource(_OpenCVSource):
 
     def read(self) -> Frame | None:
         """The next frame; None once the camera has delivered nothing for ``stall_timeout``."""
-        if self._pending is not None:
-            image, self._pending = self._pending, None
-        else:
-            image = None
-            deadline = time.monotonic() + self.stall_timeout
-            while self._cap is not None:
-                ok, image = self._cap.read()
-                if ok and image is not None:
-                    break
-                image = None
-                if time.monotonic() > deadline:
-                    log.warning("%s delivered no frame for %.1f s; ending the stream",
-                                self.name, self.stall_timeout)
-                    break
-                time.sleep(0.01)
-            if image is None:
+        deadline = time.monotonic() + self.stall_timeout
+        while (image := self._decode()) is None:
+            if self._cap is None:
                 return None
+            if time.monotonic() > deadline:
+                log.warning("%s delivered no frame for %.1f s; ending the stream",
+                            self.name, self.stall_timeout)
+                return None
+            time.sleep(0.01)
         now = time.monotonic()
         if self._t0 is None:
             self._t0 = now
-        if self.mirror:
-            image = cv2.flip(image, 1)
         frame = Frame(index=self._index, t_capture=now, t_source=now - self._t0, image=image)
         self._index += 1
         return frame

@@ -1,7 +1,9 @@
 """2D drawing on video frames with OpenCV: the MediaPipe skeleton and a HUD box.
 
-Pure functions: :func:`annotate` returns a new image and never modifies its input, so it is safe
-to call on a frame that another stage (or the recorder) still holds.
+:func:`annotate` returns a new image and never modifies its input, so it is safe to call on a
+frame that another stage (or the recorder) still holds. :class:`Overlay` draws the same picture
+into image buffers it keeps from one frame to the next (the live loop: no new frame-sized
+array per frame).
 
 Colours (BGR) follow the subject's own sides, as MediaPipe names them: LEFT_COLOR for the
 subject's left, RIGHT_COLOR for the right, CENTER_COLOR for the face midline and the bones that
@@ -10,7 +12,7 @@ cross the body (shoulders, hips). A facing subject's left side appears on the im
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -79,23 +81,49 @@ def annotate(image_bgr: np.ndarray, pose2d: Pose2D | None,
     hud_lines: text lines drawn in a dark box in the top-left corner (see :func:`format_hud`).
     Returns a new (H, W, 3) uint8 BGR image.
     """
-    image_bgr = np.asarray(image_bgr)
-    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-        raise ValueError(f"annotate expects an (H, W, 3) uint8 BGR image, got "
-                         f"{image_bgr.shape} {image_bgr.dtype}")
-    out = image_bgr.copy()
-    scale = _scale(out)
-    if pose2d is None:
-        _draw_label(out, "NO PERSON", scale)
-    else:
-        _draw_skeleton(out, pose2d.keypoints, scale)
-    if hud_lines:
-        _draw_text_box(out, list(hud_lines), scale, corner="top-left")
-    return out
+    return Overlay()(image_bgr, pose2d, hud_lines)
 
 
-def _draw_skeleton(out: np.ndarray, keypoints: np.ndarray, scale: float) -> None:
-    """Draw bones and joints in place. keypoints: (33, 3) x_px, y_px, visibility."""
+class Overlay:
+    """:func:`annotate` for a stream of frames, drawing into buffers kept between calls.
+
+    ``overlay(image_bgr, pose2d, hud_lines)`` returns the annotated image in the overlay's own
+    buffer: the next call overwrites it (copy it to keep it). The input is not modified.
+    """
+
+    def __init__(self):
+        self._out: np.ndarray | None = None
+        self._layer: np.ndarray | None = None     # scratch for the dimmed joints
+
+    def __call__(self, image_bgr: np.ndarray, pose2d: Pose2D | None,
+                 hud_lines: Sequence[str] = ()) -> np.ndarray:
+        image_bgr = np.asarray(image_bgr)
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+            raise ValueError(f"annotate expects an (H, W, 3) uint8 BGR image, got "
+                             f"{image_bgr.shape} {image_bgr.dtype}")
+        if self._out is None or self._out.shape != image_bgr.shape:
+            self._out, self._layer = np.empty_like(image_bgr), None
+        out = self._out
+        np.copyto(out, image_bgr)
+        scale = _scale(out)
+        if pose2d is None:
+            _draw_label(out, "NO PERSON", scale)
+        else:
+            _draw_skeleton(out, pose2d.keypoints, scale, self._scratch)
+        if hud_lines:
+            _draw_text_box(out, list(hud_lines), scale, corner="top-left")
+        return out
+
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        if self._layer is None or self._layer.shape != like.shape:
+            self._layer = np.empty_like(like)
+        return self._layer
+
+
+def _draw_skeleton(out: np.ndarray, keypoints: np.ndarray, scale: float,
+                   scratch: Callable[[np.ndarray], np.ndarray] = np.empty_like) -> None:
+    """Draw bones and joints in place. keypoints: (33, 3) x_px, y_px, visibility.
+    ``scratch(out)`` gives a buffer like ``out`` to draw the dimmed parts on."""
     kp = np.asarray(keypoints, dtype=np.float64)
     valid = np.all(np.isfinite(kp), axis=1)
     h, w = out.shape[:2]
@@ -112,7 +140,8 @@ def _draw_skeleton(out: np.ndarray, keypoints: np.ndarray, scale: float) -> None
     weak_bones = [bone for bone in bones if not (strong[bone[1]] and strong[bone[2]])]
     weak_joints = np.flatnonzero(valid & ~strong)
     if weak_bones or weak_joints.size:
-        layer = out.copy()
+        layer = scratch(out)
+        np.copyto(layer, out)
         for i, a, b in weak_bones:
             cv2.line(layer, tuple(xy[a]), tuple(xy[b]), BONE_COLORS[i], thin, cv2.LINE_AA)
         for j in weak_joints:
@@ -153,7 +182,7 @@ def _draw_text_box(out: np.ndarray, lines: list[str], scale: float, corner: str,
         x0, y0 = max(0, (w - box_w) // 2), max(0, (h - box_h) // 2)
     x1, y1 = min(w, x0 + box_w), min(h, y0 + box_h)
     roi = out[y0:y1, x0:x1]
-    roi[:] = (roi.astype(np.float32) * (1.0 - BOX_ALPHA)).astype(np.uint8)
+    cv2.convertScaleAbs(roi, dst=roi, alpha=1.0 - BOX_ALPHA)   # darken in place
     for k, text in enumerate(lines):
         baseline_y = y0 + pad // 2 + (k + 1) * line_h - baseline
         cv2.putText(out, text, (x0 + pad, baseline_y), _FONT, font_scale, color, thickness,

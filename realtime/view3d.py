@@ -104,6 +104,19 @@ def _avoid_llvm_clash() -> None:
         os.environ["GALLIUM_DRIVER"] = "softpipe"
 
 
+def _rasterize_on_calling_thread() -> None:
+    """Have Mesa's llvmpipe rasterize on the thread that draws, not on its own worker threads.
+
+    With llvmpipe's default worker threads (one per core), a 10-minute render+record run grew
+    about 0.7 MB per 1000 frames: glibc fragments its per-thread heaps when buffers are
+    allocated on one thread and freed on another. With LP_NUM_THREADS=0 the same run held its
+    resident memory flat at the same frame rate (the 3D panel is small; the draw is not the
+    bottleneck). Only software rendering (llvmpipe) reads this variable; a GPU driver ignores it.
+    A value the user set is respected. It must be set before the GL context is created.
+    """
+    os.environ.setdefault("LP_NUM_THREADS", "0")
+
+
 def select_backend(headless: bool) -> str:
     """Choose and activate VisPy's app backend; returns "egl" (headless) or "glfw" (window).
 
@@ -119,6 +132,7 @@ def select_backend(headless: bool) -> str:
     import vispy
 
     _avoid_llvm_clash()
+    _rasterize_on_calling_thread()
     if not headless:
         ok, reason = _display_available()
         if ok:
@@ -260,6 +274,7 @@ class PoseView:
         self._image_shape: tuple[int, int] | None = None
         self._panel_bgr = np.empty((height, width // 2, 3), np.uint8)  # video panel as rendered
         self._panel_bgr[:] = BACKGROUND_RGB[::-1]
+        self._buffers: dict[str, np.ndarray] = {}
         self._image = scene.Image(np.zeros((2, 2, 3), np.uint8), parent=self._video_box.scene,
                                   interpolation="nearest", texture_format="auto",
                                   clim=(0, 255))
@@ -318,9 +333,13 @@ class PoseView:
         if abs(fit - 1.0) > 1e-3:
             new = (max(1, round(w * fit)), max(1, round(h * fit)))
             # INTER_LINEAR: 0.3 ms for 1768x994 -> 640x360, INTER_AREA took 4 ms.
-            image_bgr = cv2.resize(image_bgr, new, interpolation=cv2.INTER_LINEAR)
-        self._image.set_data(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
+            image_bgr = cv2.resize(image_bgr, new, dst=self._buffer("fit", (new[1], new[0], 3)),
+                                   interpolation=cv2.INTER_LINEAR)
         shape = image_bgr.shape[:2]
+        # The Image visual keeps (does not copy) the array it is given and uploads it when it
+        # draws next; each frame is converted into the same buffer before set_data.
+        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB, dst=self._buffer("rgb", image_bgr.shape))
+        self._image.set_data(rgb)
         if shape != self._image_shape:
             self._image_shape = shape
             self._video_box.camera.set_range(x=(0, shape[1]), y=(0, shape[0]), margin=0)
@@ -329,12 +348,21 @@ class PoseView:
         top, left = (panel_h - shape[0]) // 2, (panel_w - shape[1]) // 2
         self._panel_bgr[top:top + shape[0], left:left + shape[1]] = image_bgr
 
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A uint8 work buffer kept between frames (the same frame size: the same memory)."""
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != shape:
+            buffer = self._buffers[name] = np.empty(shape, np.uint8)
+        return buffer
+
     # -- output -----------------------------------------------------------------------------
-    def render(self) -> np.ndarray:
+    def render(self, out: np.ndarray | None = None) -> np.ndarray:
         """Draw the composite offscreen: (H, W, 3) uint8 BGR, the picture the window shows.
 
         Only the 3D panel goes through OpenGL; the video panel is the already fitted frame
         pasted in numpy, pixel for pixel what the Image visual shows at 1:1 scale.
+        ``out``: an (H, W, 3) uint8 array to draw into and return (the live loop passes the
+        same one every frame); by default a new array.
         """
         self._check_thread()
         canvas, gloo = self.canvas, self._gloo
@@ -356,7 +384,11 @@ class PoseView:
         finally:
             self._video_box.visible = True
             canvas.pop_fbo()
-        return np.hstack([self._panel_bgr, cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)])
+        if out is None or out.shape != (height, width, 3) or out.dtype != np.uint8:
+            out = np.empty((height, width, 3), np.uint8)
+        out[:, :x0] = self._panel_bgr
+        cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR, dst=out[:, x0:])
+        return out
 
     def close(self) -> None:
         """Close the window / release the GL context. Safe to call twice."""

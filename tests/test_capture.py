@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from posits.realtime.capture import (CameraSource, CaptureError, Channel, FrameReader, LivePacing,
+from posits.realtime.capture import (CameraSource, CaptureError, Channel, FrameReader, ImagePool, LivePacing,
                                      VideoSource)
 from conftest import NO_PERSON, WALK, UnpluggedVideo
 
@@ -117,6 +117,44 @@ def test_video_mirror():
     with VideoSource(WALK) as plain, VideoSource(WALK, mirror=True) as mirrored:
         a, b = plain.read(), mirrored.read()
     assert (a.image[:, ::-1] == b.image).all()
+
+
+def test_decoding_reuses_buffers_nobody_holds():
+    """Frames are decoded into a few pooled buffers, reused once nothing references them; a
+    frame that is still held (by a list, a view of it) is never overwritten."""
+    import cv2
+    cap = cv2.VideoCapture(str(WALK))
+    reference = [cap.read()[1] for _ in range(40)]
+    cap.release()
+    with VideoSource(WALK) as source:           # a consumer that lets each frame go
+        for expected in reference[:20]:
+            frame = source.read()
+            assert (frame.image == expected).all()
+            del frame
+        assert source._pool.allocated <= 2
+        kept, views = [], []                    # a consumer that keeps everything
+        for i, expected in enumerate(reference[20:]):
+            image = source.read().image
+            (views if i % 2 else kept).append(image[10:] if i % 2 else image)
+            del image
+        assert all((a == b).all() for a, b in zip(kept, reference[20::2]))
+        assert all((a == b[10:]).all() for a, b in zip(views, reference[21::2]))
+
+
+def test_image_pool_limit_and_size_change():
+    pool = ImagePool(limit=2)
+    a = pool.take((4, 4, 3))
+    b = pool.take((4, 4, 3))
+    assert a is not b
+    c = pool.take((4, 4, 3))                    # a, b held, pool full: a new, unkept array
+    assert c is not a and c is not b and pool.allocated == 3
+    del a, c
+    d = pool.take((2, 2, 3))                    # another size replaces the free buffer
+    assert d.shape == (2, 2, 3)
+    assert pool.take((2, 2, 3)) is not d        # d is held
+    del d
+    e = pool.take((2, 2, 3))
+    assert e.shape == (2, 2, 3) and pool.allocated == 5
 
 
 @pytest.mark.parametrize("name, content, message", [

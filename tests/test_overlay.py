@@ -40,6 +40,20 @@ def test_annotate_returns_new_image_and_keeps_input(frame):
     assert np.any(out != frame)
 
 
+def test_overlay_draws_what_annotate_draws_into_its_own_buffer(frame):
+    """The live loop's Overlay: annotate's picture, in the same memory every frame."""
+    draw = overlay.Overlay()
+    before = frame.copy()
+    pose = projected_pose(640, 400, visibility=0.3)    # dimmed joints use the scratch layer too
+    first = draw(frame, pose, ["FPS 30.0"])
+    np.testing.assert_array_equal(first, overlay.annotate(frame, pose, ["FPS 30.0"]))
+    np.testing.assert_array_equal(frame, before)
+    second = draw(frame, None, ["FPS 29.0"])
+    assert second is first
+    np.testing.assert_array_equal(second, overlay.annotate(frame, None, ["FPS 29.0"]))
+    assert draw(frame[:200], None).shape == (200, 640, 3)
+
+
 def test_left_and_right_sides_get_their_colours_on_the_right_image_side():
     black = np.zeros((480, 640, 3), np.uint8)
     out = overlay.annotate(black, projected_pose(640, 480))

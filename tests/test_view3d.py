@@ -43,6 +43,8 @@ def render_scenarios(out_path: str) -> None:
         facts.update(view_backend=view.backend, shown=view.shown, closing=view.should_close)
         view.update(frame, pose)
         images["posed"] = view.render()
+        out = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+        facts["render_into_out"] = view.render(out=out) is out and bool((out == images["posed"]).all())
         images["vispy_full"] = view.canvas.render(alpha=False)[..., ::-1]  # the window's draw
         view.update(frame, None)
         images["empty"] = view.render()
@@ -57,6 +59,8 @@ def render_scenarios(out_path: str) -> None:
             view.render()
             times.append(time.perf_counter() - t0)
         facts["median_ms"] = 1000 * float(np.median(times))
+        facts["threads"] = sorted(Path(f).read_text().strip()
+                                  for f in Path("/proc/self/task").glob("*/comm"))
         errors = []
         worker = threading.Thread(target=lambda: _catch(errors, view.update, frame, None))
         worker.start()
@@ -83,7 +87,7 @@ def renders(tmp_path_factory) -> dict:
     import json
 
     out = tmp_path_factory.mktemp("view3d") / "renders.npz"
-    env = {k: v for k, v in clean_env().items() if k != "GALLIUM_DRIVER"}
+    env = {k: v for k, v in clean_env().items() if k not in ("GALLIUM_DRIVER", "LP_NUM_THREADS")}
     proc = run_python(f"""
         import sys; sys.path.insert(0, {str(TESTS)!r})
         from test_view3d import render_scenarios
@@ -94,6 +98,32 @@ def renders(tmp_path_factory) -> dict:
         result = {name: data[name] for name in data.files if name != "facts"}
         result.update(json.loads(str(data["facts"])))
     return result
+
+
+def test_render_into_a_given_array(renders):
+    """render(out=buffer) draws the same composite into the caller's array (the live loop)."""
+    assert renders["render_into_out"]
+
+
+def test_llvmpipe_draws_on_the_calling_thread(renders):
+    """No llvmpipe worker threads (their cross-thread frees grew the heap in long runs)."""
+    assert not [name for name in renders["threads"] if name.startswith("llvmpipe")], renders["threads"]
+
+
+def test_a_users_llvmpipe_thread_count_is_respected():
+    proc = run_python("""
+        import os, numpy as np
+        from pathlib import Path
+        from posits.realtime import view3d
+        view3d.select_backend(headless=True)
+        with view3d.PoseView((320, 120), show=False) as v:
+            v.update(np.zeros((120, 160, 3), np.uint8), view3d.example_pose())
+            v.render()
+            names = [Path(f).read_text().strip() for f in Path("/proc/self/task").glob("*/comm")]
+        print("LP", os.environ["LP_NUM_THREADS"], sum(n.startswith("llvmpipe") for n in names))
+    """, {**clean_env(), "LP_NUM_THREADS": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "LP 2 2" in proc.stdout
 
 
 def test_headless_backend_is_egl(renders):
@@ -193,7 +223,7 @@ def test_tensorflow_in_the_process_does_not_crash_rendering():
     driver, so the child leaves with os._exit once its output is flushed.)"""
     if importlib.util.find_spec("tensorflow") is None:
         pytest.skip("tensorflow is not installed")
-    env = {k: v for k, v in clean_env().items() if k != "GALLIUM_DRIVER"}
+    env = {k: v for k, v in clean_env().items() if k not in ("GALLIUM_DRIVER", "LP_NUM_THREADS")}
     proc = run_python("""
         import logging; logging.basicConfig(level=logging.WARNING)
         import tensorflow
