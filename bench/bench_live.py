@@ -27,7 +27,9 @@ ONNX lifter and LSTM, VisPy rendering headless through EGL, OpenCV decoding and 
    Runtime alone on one thread, on the clip's real landmarks.
 2. Memory (``--soak-minutes M``): the render+record loop on the clip looped for M minutes, as
    fast as it goes; resident set size (VmRSS) sampled every second: start (after warm-up), max,
-   end, and the least-squares slope in MB/min.
+   end, and the least-squares slope in MB/min. ``--soak-no-record``: the same loop without the
+   recording (posits-live in a window, writing nothing): an mp4 file's index of every frame
+   (OpenCV's FFmpeg muxer: about 72 bytes a frame) stays in memory until the file is closed.
 3. 3D quality on the real footage: posits' 3D against MediaPipe's own world landmarks on the
    same frames and the same 2D detections: bone-length stability, joint acceleration, lag.
 4. Webcam framing on the real footage: every source frame (one pass, native size) is run whole
@@ -438,8 +440,9 @@ def render_loop(pipeline, view, recorder, on_result=None) -> tuple[int, dict[str
                 view.update(image, result.pose3d)
             with profile("draw", t):
                 composite = view.render(out=composite)
-            with profile("write", t):
-                recorder.write(composite)
+            if recorder is not None:
+                with profile("write", t):
+                    recorder.write(composite)
         render_ms = t["render"]
         parts.add(t)
         if on_result is not None:
@@ -456,10 +459,11 @@ def _gl_renderer(view) -> str:
         return f"unknown ({type(exc).__name__})"
 
 
-def run_render(source, models: str | None, pose_model: str | None, threads: int, record: Path,
-               name: str = "(iii)", on_result=None) -> dict:
+def run_render(source, models: str | None, pose_model: str | None, threads: int,
+               record: Path | None, name: str = "(iii)", on_result=None) -> dict:
     """(iii) posits-live's headless --record path, built as app._run builds it (same objects,
-    same order), with the consumer loop of :func:`render_loop`."""
+    same order), with the consumer loop of :func:`render_loop`; ``record`` None: the same
+    without a recording (posits-live showing a window and writing nothing)."""
     from posits.realtime.app import composite_size
     from posits.realtime.detect import PoseDetector
     from posits.realtime.lift import PoseLifter
@@ -469,7 +473,8 @@ def run_render(source, models: str | None, pose_model: str | None, threads: int,
     with ExitStack() as stack:
         stack.callback(source.release)
         size = composite_size(source.size)
-        recorder = stack.enter_context(Recorder(record, source.fps, size))
+        recorder = (stack.enter_context(Recorder(record, source.fps, size))
+                    if record is not None else None)
         detector = stack.enter_context(PoseDetector(pose_model))
         lifter = PoseLifter(models, use_lstm=True, threads=threads)
         view = stack.enter_context(PoseView(size, show=False))
@@ -478,10 +483,11 @@ def run_render(source, models: str | None, pose_model: str | None, threads: int,
         pipeline = stack.enter_context(Pipeline(source, detector, lifter))
         frames, parts = render_loop(pipeline, view, recorder, on_result)
         elapsed = clock.stop()
-        written = recorder.frames_written
+        written = recorder.frames_written if recorder is not None else 0
     out = _finish(name, frames, elapsed, parts, ("detect", "lift", "lstm"))
     out.update({"composite_size": list(size), "frames_written": written,
-                "recording_bytes": record.stat().st_size, "gl_renderer": renderer})
+                "recording_bytes": record.stat().st_size if record is not None else 0,
+                "gl_renderer": renderer})
     return out
 
 
@@ -771,22 +777,24 @@ def framing_report(clip: Clip, models: str | None, pose_model: str | None) -> di
 # memory soak
 
 def soak(clip: Clip, minutes: float, models: str | None, pose_model: str | None, threads: int,
-         workdir: Path) -> dict:
-    """The render+record loop on the clip looped for `minutes`, VmRSS sampled every second."""
+         workdir: Path, record: bool = True) -> dict:
+    """The render(+record) loop on the clip looped for `minutes`, VmRSS sampled every second."""
     seconds = 60.0 * minutes
     warmup = min(SOAK_WARMUP_MAX_S, max(SOAK_WARMUP_MIN_S, SOAK_WARMUP_FRACTION * seconds))
     source = LoopingSource(clip.path, seconds)
-    record = workdir / "soak.mp4"
-    log.info("memory soak: %.1f min of render+record on the looped clip (warm-up %.0f s)",
-             minutes, warmup)
+    path = workdir / "soak.mp4" if record else None
+    what = "render+record" if record else "render (no recording)"
+    log.info("memory soak: %.1f min of %s on the looped clip (warm-up %.0f s)",
+             minutes, what, warmup)
     sampler = RssSampler()
-    run = run_render(source, models, pose_model, threads, record, name="soak",
+    run = run_render(source, models, pose_model, threads, path, name="soak",
                      on_result=sampler.tick)
-    out = {"minutes": minutes, "frames": run["frames"], "fps": run["fps"],
+    out = {"minutes": minutes, "loop": what, "frames": run["frames"], "fps": run["fps"],
            "loops": source.loops, "recording_bytes": run["recording_bytes"],
            **memory_summary(sampler.samples, warmup),
            "rss_trace": [[round(t, 1), round(m, 1)] for t, m in sampler.samples]}
-    record.unlink(missing_ok=True)
+    if path is not None:
+        path.unlink(missing_ok=True)
     log.info("  soak     RSS start %.0f MB, max %.0f, end %.0f, slope %+.2f MB/min",
              out["rss_start_mb"], out["rss_max_mb"], out["rss_end_mb"], out["slope_mb_per_min"])
     return out
@@ -938,7 +946,7 @@ def format_report(report: dict) -> str:
                   f"{fr['close_hip_below_005_pct']:.0f} % of them."]
     if report.get("memory"):
         mem = report["memory"]
-        lines += ["", "## Memory (render + record, clip looped, as fast as it goes)", "",
+        lines += ["", f"## Memory ({mem['loop']}, clip looped, as fast as it goes)", "",
                   "| minutes | frames | fps | RSS start (after warm-up) | max | end | slope "
                   "| second half's peak over the first's | peak first reached |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -978,6 +986,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"interleaved rounds of all variants (default {DEFAULT_ROUNDS})")
     p.add_argument("--soak-minutes", type=float, default=0.0,
                    help="memory soak length in minutes (default 0: skip)")
+    p.add_argument("--soak-no-record", action="store_true",
+                   help="soak the render loop without recording (default: render + record)")
     p.add_argument("--models", help="folder with manifest.json, lifter and smoother "
                    "(default: the shipped models)")
     p.add_argument("--pose-model", help="MediaPipe .task bundle (default: the shipped one)")
@@ -1039,7 +1049,8 @@ def run_bench(args: argparse.Namespace) -> dict:
         log.info("webcam framing: whole frames vs close-up crops")
         report["framing"] = framing_report(clip, args.models, args.pose_model)
         report["memory"] = (soak(clip, args.soak_minutes, args.models, args.pose_model,
-                                 args.threads, workdir) if args.soak_minutes > 0 else None)
+                                 args.threads, workdir, record=not args.soak_no_record)
+                            if args.soak_minutes > 0 else None)
     report["machine"]["load_average_end"] = os.getloadavg()[0]
     report["seconds"] = time.monotonic() - t_begin
     return report

@@ -170,6 +170,29 @@ def test_memory_numbers(short_run):
     assert mem["rss_max_mb"] >= max(mem["rss_start_mb"], mem["rss_end_mb"])
     assert math.isfinite(mem["slope_mb_per_min"]) and mem["frames"] > 0 and mem["loops"] >= 0
     assert mem["samples"] >= 5
+    assert mem["loop"] == "render+record" and mem["recording_bytes"] > 0
+
+
+def test_soak_without_recording(tmp_path):
+    """--soak-no-record soaks the same render loop with no recorder (nothing is written)."""
+    if not _shipped_3d_models():
+        pytest.skip("the shipped manifest has no lifter/smoother yet")
+    code = f"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {str(REPO)!r})
+from bench import bench_live as b
+clip = b.prepare_clip(Path({str(WALK)!r}), 30, (320, 240), Path({str(tmp_path)!r}))
+out = b.soak(clip, 0.05, None, None, 1, Path({str(tmp_path)!r}), record=False)
+print(json.dumps({{k: v for k, v in out.items() if k != "rss_trace"}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=ENV, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mem = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert mem["loop"] == "render (no recording)" and mem["recording_bytes"] == 0
+    assert mem["frames"] > 0 and finite_positive(mem["rss_end_mb"])
+    assert not (tmp_path / "soak.mp4").exists()
 
 
 def test_prepare_clip_letterboxes_and_loops(tmp_path):
