@@ -21,6 +21,7 @@ import numpy as np
 from posits.models import manifest
 from posits.models.manifest import ModelError
 from posits.models.skeleton import MIRROR
+from .buffers import Buffers
 from .types import Pose2D
 
 log = logging.getLogger(__name__)
@@ -198,14 +199,9 @@ class PoseDetector:
         self.model_path = path
         self._last_ms = -1
         self._first_call = True
-        self._rgb: np.ndarray | None = None
+        self._buffers = Buffers()
         self._swap_guard = SwapGuard() if fix_swaps else None
         _OPEN.add(self)
-
-    def _rgb_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
-        if self._rgb is None or self._rgb.shape != shape:
-            self._rgb = np.empty(shape, np.uint8)
-        return self._rgb
 
     def detect(self, image_bgr: np.ndarray, t_seconds: float) -> list[Pose2D]:
         """All people found in one BGR frame (H, W, 3) uint8 at source time ``t_seconds``."""
@@ -213,7 +209,7 @@ class PoseDetector:
             raise RuntimeError("PoseDetector is closed")
         h, w = image_bgr.shape[:2]
         # 30x faster than [..., ::-1] + copy; mp.Image copies the pixels, so one buffer serves
-        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB, dst=self._rgb_buffer(image_bgr.shape))
+        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB, dst=self._buffers.get("rgb", image_bgr.shape))
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
         ms = max(int(round(t_seconds * 1000.0)), self._last_ms + 1)
         self._last_ms = ms

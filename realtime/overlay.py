@@ -12,12 +12,13 @@ cross the body (shoulders, hips). A facing subject's left side appears on the im
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from posits.models import skeleton
+from posits.realtime.buffers import Buffers
 from posits.realtime.types import Pose2D
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,7 @@ class Overlay:
     """
 
     def __init__(self):
-        self._out: np.ndarray | None = None
-        self._layer: np.ndarray | None = None     # scratch for the dimmed joints
+        self._buffers = Buffers()     # "out": the annotated image, "layer": the dimmed parts
 
     def __call__(self, image_bgr: np.ndarray, pose2d: Pose2D | None,
                  hud_lines: Sequence[str] = ()) -> np.ndarray:
@@ -101,29 +101,22 @@ class Overlay:
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
             raise ValueError(f"annotate expects an (H, W, 3) uint8 BGR image, got "
                              f"{image_bgr.shape} {image_bgr.dtype}")
-        if self._out is None or self._out.shape != image_bgr.shape:
-            self._out, self._layer = np.empty_like(image_bgr), None
-        out = self._out
+        out = self._buffers.get("out", image_bgr.shape)
         np.copyto(out, image_bgr)
         scale = _scale(out)
         if pose2d is None:
             _draw_label(out, "NO PERSON", scale)
         else:
-            _draw_skeleton(out, pose2d.keypoints, scale, self._scratch)
+            _draw_skeleton(out, pose2d.keypoints, scale, self._buffers.get("layer", out.shape))
         if hud_lines:
             _draw_text_box(out, list(hud_lines), scale, corner="top-left")
         return out
 
-    def _scratch(self, like: np.ndarray) -> np.ndarray:
-        if self._layer is None or self._layer.shape != like.shape:
-            self._layer = np.empty_like(like)
-        return self._layer
-
 
 def _draw_skeleton(out: np.ndarray, keypoints: np.ndarray, scale: float,
-                   scratch: Callable[[np.ndarray], np.ndarray] = np.empty_like) -> None:
+                   layer: np.ndarray) -> None:
     """Draw bones and joints in place. keypoints: (33, 3) x_px, y_px, visibility.
-    ``scratch(out)`` gives a buffer like ``out`` to draw the dimmed parts on."""
+    ``layer``: an array like ``out`` (its content is overwritten) for the dimmed parts."""
     kp = np.asarray(keypoints, dtype=np.float64)
     valid = np.all(np.isfinite(kp), axis=1)
     h, w = out.shape[:2]
@@ -140,7 +133,6 @@ def _draw_skeleton(out: np.ndarray, keypoints: np.ndarray, scale: float,
     weak_bones = [bone for bone in bones if not (strong[bone[1]] and strong[bone[2]])]
     weak_joints = np.flatnonzero(valid & ~strong)
     if weak_bones or weak_joints.size:
-        layer = scratch(out)
         np.copyto(layer, out)
         for i, a, b in weak_bones:
             cv2.line(layer, tuple(xy[a]), tuple(xy[b]), BONE_COLORS[i], thin, cv2.LINE_AA)

@@ -38,6 +38,7 @@ import numpy as np
 
 from posits.models import skeleton
 from posits.realtime import overlay
+from posits.realtime.buffers import Buffers
 from posits.realtime.types import Pose3D
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,7 @@ class PoseView:
         self._image_shape: tuple[int, int] | None = None
         self._panel_bgr = np.empty((height, width // 2, 3), np.uint8)  # video panel as rendered
         self._panel_bgr[:] = BACKGROUND_RGB[::-1]
-        self._buffers: dict[str, np.ndarray] = {}
+        self._buffers = Buffers()
         self._image = scene.Image(np.zeros((2, 2, 3), np.uint8), parent=self._video_box.scene,
                                   interpolation="nearest", texture_format="auto",
                                   clim=(0, 255))
@@ -333,12 +334,12 @@ class PoseView:
         if abs(fit - 1.0) > 1e-3:
             new = (max(1, round(w * fit)), max(1, round(h * fit)))
             # INTER_LINEAR: 0.3 ms for 1768x994 -> 640x360, INTER_AREA took 4 ms.
-            image_bgr = cv2.resize(image_bgr, new, dst=self._buffer("fit", (new[1], new[0], 3)),
+            image_bgr = cv2.resize(image_bgr, new, dst=self._buffers.get("fit", (new[1], new[0], 3)),
                                    interpolation=cv2.INTER_LINEAR)
         shape = image_bgr.shape[:2]
         # The Image visual keeps (does not copy) the array it is given and uploads it when it
         # draws next; each frame is converted into the same buffer before set_data.
-        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB, dst=self._buffer("rgb", image_bgr.shape))
+        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB, dst=self._buffers.get("rgb", image_bgr.shape))
         self._image.set_data(rgb)
         if shape != self._image_shape:
             self._image_shape = shape
@@ -347,13 +348,6 @@ class PoseView:
         # The PanZoom camera centres the frame in the panel: do the same for render().
         top, left = (panel_h - shape[0]) // 2, (panel_w - shape[1]) // 2
         self._panel_bgr[top:top + shape[0], left:left + shape[1]] = image_bgr
-
-    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A uint8 work buffer kept between frames (the same frame size: the same memory)."""
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.shape != shape:
-            buffer = self._buffers[name] = np.empty(shape, np.uint8)
-        return buffer
 
     # -- output -----------------------------------------------------------------------------
     def render(self, out: np.ndarray | None = None) -> np.ndarray:
