@@ -173,3 +173,14 @@ def test_bad_config_values(tmp_path):
     proc = subprocess.run(TRAIN + ["--config", str(cfg), "--run-dir", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no_such_key" in proc.stderr
+
+
+def test_config_number_fields():
+    """The PA weight is a number (an integer is taken as one); a negative or non-number is refused
+    by name; integer fields stay integers."""
+    from posits.train.config import TrainConfig
+    assert TrainConfig.from_json({"lifter_pa_weight": 0.5}).lifter_pa_weight == 0.5
+    assert TrainConfig.from_json({"lifter_pa_weight": 2}).lifter_pa_weight == 2.0
+    for bad in ({"lifter_pa_weight": -1.0}, {"lifter_pa_weight": "x"}, {"fit_epochs": 1.5}, {"fit_epochs": True}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig.from_json(bad)

@@ -46,3 +46,30 @@ def test_filter_smoother_step_form_equals_sequence_form(kp2d):
         outs.append(out)
     np.testing.assert_allclose(np.stack(outs, axis=1), ref, atol=1e-5)
     assert not np.allclose(ref, pose, atol=1e-3)             # it does filter
+
+
+def test_pa_mpjpe_loss_matches_the_metric_and_ignores_similarity_transforms():
+    """The loss's PA term is models/metrics.pa_mpjpe (mm: the output unit is the metre) on real
+    poses; a rotated, scaled, shifted copy of the truth costs nothing in it but does in MPJPE;
+    its gradient is finite."""
+    from posits.models import metrics
+    from posits.models.normalize import normalize_3d
+    clips = {c.name: c.joints for c in load_motion()}
+    truth = normalize_3d(clips["deepmimic/walk"][:20]).astype(np.float32)
+    pred = normalize_3d(clips["deepmimic/run"][:20]).astype(np.float32)
+    got = 1000.0 * float(nets.pa_mpjpe_loss(truth, pred))
+    assert got == pytest.approx(metrics.pa_mpjpe(pred, truth), rel=1e-3)
+    assert got > 20.0
+    a, b = np.radians(40.0), np.radians(15.0)
+    rot = (np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+           @ np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])).astype(np.float32)
+    moved = 0.8 * truth @ rot.T + np.float32(0.1)
+    assert 1000.0 * float(nets.pa_mpjpe_loss(truth, moved)) < 0.1        # the 1e-9 under the sqrt: 0.03
+    assert 1000.0 * float(nets.mpjpe_loss(truth, moved)) > 50.0
+    import tensorflow as tf
+    p = tf.Variable(pred)
+    with tf.GradientTape() as tape:
+        value = nets.lifter_loss(1.0)(truth, p)
+    grad = tape.gradient(value, p).numpy()
+    assert np.isfinite(grad).all() and np.abs(grad).max() > 0
+    assert nets.lifter_loss(0.0) is nets.mpjpe_loss

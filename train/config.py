@@ -26,6 +26,8 @@ class TrainConfig:
                                    #       final fit alike: the LSTM shipped is the one scored
     smoother_sequences: int = 6000  # (int) training sequences the LSTM learns from (evenly spread)
     baseline_epochs: int = 10      # (int) max epochs of the MLP baseline
+    lifter_pa_weight: float = 1.0  # (float) weight of the PA-MPJPE term in the lifters' loss
+                                   #       (MPJPE + w x PA-MPJPE; 0: MPJPE alone, as before full18)
     batch: int = 256               # (int) lifter batch size (windows)
     seed: int = 0                  # (int) seeds data, search and training
 
@@ -50,7 +52,13 @@ class TrainConfig:
                     d[k] = tuple(d[k])
             data["data"] = DataConfig(**d)
         for k, v in data.items():
-            if k != "data" and not isinstance(v, int):
+            if k == "data":
+                continue
+            if k in FLOAT_KEYS:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                    raise ValueError(f"config key {k} must be a number >= 0, got {v!r}")
+                data[k] = float(v)
+            elif isinstance(v, bool) or not isinstance(v, int):
                 raise ValueError(f"config key {k} must be an integer, got {v!r}")
         return cls(**data)
 
@@ -64,6 +72,8 @@ class TrainConfig:
     def with_seed(self, seed: int) -> "TrainConfig":
         return replace(self, seed=seed, data=replace(self.data, seed=seed))
 
+
+FLOAT_KEYS = {f.name for f in fields(TrainConfig) if f.type in (float, "float")}
 
 DEFAULT = TrainConfig()
 

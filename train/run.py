@@ -139,10 +139,12 @@ class Run:
         def tick(i, n, score):
             bar.update(1)
             bar.set_postfix(val_mm=f"{score:.1f}")
-            log.info("lifter trial %d/%d: val MPJPE %.1f mm", i, n, score)
+            log.info("lifter trial %d/%d: val loss %.1f mm (MPJPE + %g x PA-MPJPE)", i, n, score,
+                     c.lifter_pa_weight)
 
         best, records = search.search_lifter(self.data, c.lifter_trials, c.search_epochs, c.search_steps,
-                                             c.seed, self.dir / "search_lifter.json", tick)
+                                             c.seed, self.dir / "search_lifter.json", tick,
+                                             pa_weight=c.lifter_pa_weight)
         bar.close()
         chosen = search.finalists(records, c.lifter_finalists)
         self._json("best_params.json", {"lifter": chosen[0], "lifter_finalists": chosen})
@@ -159,8 +161,11 @@ class Run:
         for i, cand in enumerate(params.get("lifter_finalists", [params["lifter"]])):
             model, hist = fit.fit_lifter(cand, self.data, c.fit_epochs, c.fit_steps, c.batch,
                                          patience=max(c.fit_patience, cand["patience"]), seed=c.seed,
+                                         pa_weight=c.lifter_pa_weight,
                                          progress=_epoch_callback(c.fit_epochs, f"lifter fit {i + 1}"))
-            finals.append({"params": cand, "val_loss": min(hist["val_loss"]), "epochs": len(hist["val_loss"])})
+            best_epoch = int(np.argmin(hist["val_loss"]))
+            finals.append({"params": cand, "val_loss": min(hist["val_loss"]), "epochs": len(hist["val_loss"]),
+                           "val_mpjpe": hist["val_mpjpe"][best_epoch]})
             log.info("lifter finalist %d: best val loss %.5f after %d epochs", i + 1,
                      finals[-1]["val_loss"], finals[-1]["epochs"])
             if lhist is None or min(hist["val_loss"]) < min(lhist["val_loss"]):
@@ -200,7 +205,7 @@ class Run:
         t_smoother = time.time() - t0
         t0 = time.time()
         base, bhist = fit.fit_lifter({}, self.data, c.baseline_epochs, c.fit_steps, c.batch, patience=c.fit_patience,
-                                     seed=c.seed, baseline=True, progress=_epoch_callback(c.baseline_epochs, "MLP baseline"))
+                                     seed=c.seed, baseline=True, pa_weight=c.lifter_pa_weight, progress=_epoch_callback(c.baseline_epochs, "MLP baseline"))
         base.save_weights(ck / "baseline.weights.h5")
         self._json("checkpoints/fit.json", {
             "lifter": {"history": lhist, "seconds": round(t_lifter, 1)},

@@ -1,7 +1,8 @@
 """hyperopt (TPE) searches: lifter architecture/optimizer, then LSTM size and loss weights.
 
 Each trial trains briefly on the training clips and is scored on the validation clips (never
-the test clips). The lifter's objective is its validation MPJPE (mm); the LSTM's is its
+the test clips). The lifter's objective is its validation loss (MPJPE + w x PA-MPJPE, in mm:
+the loss it trains on, see ``nets.lifter_loss``); the LSTM's is its
 validation position error (mm) plus a penalty for an acceleration error away from ACCEL_RATIO of
 the lifter's, either way (2 x the difference in mm/frame^2): the LSTM should smooth as much as
 the target asks, no less (jitter) and no more (lag on everyday motion, which the fast
@@ -96,11 +97,12 @@ def _run(space, objective, trials_n: int, seed: int, log_path: Path, progress,
 
 
 def search_lifter(data: Dataset, trials: int, epochs: int, steps: int, seed: int, log_path: Path,
-                  progress=None) -> tuple[dict, list]:
+                  progress=None, pa_weight: float = 1.0) -> tuple[dict, list]:
     from .fit import fit_lifter
 
     def objective(params):
-        _, hist = fit_lifter(params, data, epochs=epochs, steps=steps, patience=params["patience"], seed=seed)
+        _, hist = fit_lifter(params, data, epochs=epochs, steps=steps, patience=params["patience"], seed=seed,
+                             pa_weight=pa_weight)
         return 1000.0 * min(hist["val_loss"])
 
     return _run(lifter_space(), objective, trials, seed, log_path, progress)
