@@ -53,12 +53,13 @@ def _callbacks(patience: int, progress):
 
 
 def fit_lifter(params: dict, data: Dataset, epochs: int, steps: int, batch: int = 256,
-               patience: int = 4, seed: int = 0, progress=None, baseline: bool = False,
-               pa_weight: float = 1.0):
+               patience: int = 4, seed: int = 0, progress=None, baseline: bool = False, *,
+               pa_weight: float):
     """Train a lifter (or, with ``baseline``, the single-frame MLP) -> (model, history dict).
 
-    The loss is ``nets.lifter_loss(pa_weight)``; the history also holds the plain MPJPE
-    (``mpjpe``, ``val_mpjpe``; normalized units)."""
+    The loss is ``nets.lifter_loss(pa_weight)`` (the weight comes from the run's config,
+    ``TrainConfig.lifter_pa_weight``); the history also holds the plain MPJPE (``mpjpe``,
+    ``val_mpjpe``; normalized units)."""
     import keras
     keras.utils.set_random_seed(seed)
     if baseline:
@@ -71,7 +72,8 @@ def fit_lifter(params: dict, data: Dataset, epochs: int, steps: int, batch: int 
                                   int(params["conv_layers"]), int(params["pool"]), int(params["units"]),
                                   int(params["blocks"]), float(params["dropout"]))
     model.compile(optimizer=keras.optimizers.Adam(float(params.get("lr", 1e-3))),
-                  loss=nets.lifter_loss(pa_weight), metrics=[keras.metrics.MeanMetricWrapper(nets.mpjpe_loss, name="mpjpe")])
+                  loss=nets.lifter_loss(pa_weight),
+                  metrics=[keras.metrics.MeanMetricWrapper(nets.mpjpe_loss, name="mpjpe")])
     vx = windows(data.val_x, window).reshape(-1, window, 33, 3)
     vy = data.val_y.reshape(-1, 33, 3)
     hist = model.fit(_window_batches(data.train_x, data.train_y, window, batch, steps, seed),

@@ -205,7 +205,8 @@ class Run:
         t_smoother = time.time() - t0
         t0 = time.time()
         base, bhist = fit.fit_lifter({}, self.data, c.baseline_epochs, c.fit_steps, c.batch, patience=c.fit_patience,
-                                     seed=c.seed, baseline=True, pa_weight=c.lifter_pa_weight, progress=_epoch_callback(c.baseline_epochs, "MLP baseline"))
+                                     seed=c.seed, baseline=True, pa_weight=c.lifter_pa_weight,
+                                     progress=_epoch_callback(c.baseline_epochs, "MLP baseline"))
         base.save_weights(ck / "baseline.weights.h5")
         self._json("checkpoints/fit.json", {
             "lifter": {"history": lhist, "seconds": round(t_lifter, 1)},

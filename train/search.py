@@ -97,7 +97,7 @@ def _run(space, objective, trials_n: int, seed: int, log_path: Path, progress,
 
 
 def search_lifter(data: Dataset, trials: int, epochs: int, steps: int, seed: int, log_path: Path,
-                  progress=None, pa_weight: float = 1.0) -> tuple[dict, list]:
+                  progress=None, *, pa_weight: float) -> tuple[dict, list]:
     from .fit import fit_lifter
 
     def objective(params):
