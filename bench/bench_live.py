@@ -24,7 +24,8 @@ ONNX lifter and LSTM, VisPy rendering headless through EGL, OpenCV decoding and 
           as app.run reports it): checks that (iii) measures what posits-live does.
 
    plus a decode-only pass (the reader alone) for scale, and the lifter + one LSTM step in ONNX
-   Runtime alone on one thread, on the clip's real landmarks.
+   Runtime alone on one thread, on the clip's real landmarks (and the whole PoseLifter call in a
+   tight loop and after sleeping one (i) frame: the cost of waking up, without MediaPipe).
 2. Memory (``--soak-minutes M``): the render+record loop on the clip looped for M minutes, as
    fast as it goes; resident set size (VmRSS) sampled every second: start (after warm-up), max,
    end, and the least-squares slope in MB/min. ``--soak-no-record``: the same loop without the
@@ -526,14 +527,17 @@ def run_app(clip: Clip, models: str | None, pose_model: str | None, threads: int
     return out
 
 
-def bench_onnx(models: str | None, keypoints: np.ndarray, passes: int = 3) -> dict:
+def bench_onnx(models: str | None, keypoints: np.ndarray, passes: int = 3,
+               idle_ms: float = 0.0, idle_frames: int = 300) -> dict:
     """Lifter + one LSTM step per frame on one thread, on the clip's real landmarks.
 
     "ort_ms": the two ONNX Runtime session.run calls alone (inputs prepared beforehand);
     "poselifter_ms": a whole PoseLifter call (normalize, window, both runs, denormalize,
     bone-length filter), what the pipeline pays per frame with warm caches (in the pipeline,
     after MediaPipe, it costs more: the (ii) lift + lstm columns). Medians, means and p90 over
-    all frames of all passes.
+    all frames of all passes. With ``idle_ms`` > 0 also "poselifter_after_idle_ms": the same
+    call on ``idle_frames`` frames, each after this thread has slept ``idle_ms`` (one MediaPipe
+    frame) with nothing else running in the process: what waking up alone costs.
     """
     from posits.models.normalize import normalize_2d
     from posits.realtime.lift import PoseLifter
@@ -572,13 +576,28 @@ def bench_onnx(models: str | None, keypoints: np.ndarray, passes: int = 3) -> di
             stage(pose2d)
             call_ms.append(1e3 * (time.perf_counter() - t0))
 
+    idle_call_ms = []
+    if idle_ms > 0:
+        stage.reset()
+        for frame in kp[:idle_frames]:
+            pose2d = Pose2D(keypoints=frame)
+            time.sleep(idle_ms / 1e3)
+            t0 = time.perf_counter()
+            stage(pose2d)
+            idle_call_ms.append(1e3 * (time.perf_counter() - t0))
+
     def summary(values):
         return {"median": float(np.median(values)), "mean": float(np.mean(values)),
                 "p90": float(np.percentile(values, 90))}
     out = {"frames": int(len(kp)), "passes": passes, "window": w, "lstm_units": units,
            "ort_ms": summary(ort_ms), "poselifter_ms": summary(call_ms)}
-    log.info("  onnx     ORT alone %.3f ms median, PoseLifter call %.3f ms median",
-             out["ort_ms"]["median"], out["poselifter_ms"]["median"])
+    if idle_call_ms:
+        out["idle_ms"] = float(idle_ms)
+        out["poselifter_after_idle_ms"] = summary(idle_call_ms)
+    log.info("  onnx     ORT alone %.3f ms median, PoseLifter call %.3f ms median%s",
+             out["ort_ms"]["median"], out["poselifter_ms"]["median"],
+             f", after {idle_ms:.1f} ms idle {out['poselifter_after_idle_ms']['median']:.3f} ms"
+             if idle_call_ms else "")
     return out
 
 
@@ -847,7 +866,9 @@ def targets(summary: dict, rounds: list[dict], onnx: dict) -> dict:
                            "frame_ms": ii["frame_ms"], "target": TARGET_LIFT_SHARE_PCT,
                            "ok": 100 * lift_ms / ii["frame_ms"] < TARGET_LIFT_SHARE_PCT,
                            "poselifter_call_ms": call_ms,
-                           "poselifter_call_pct": 100 * call_ms / ii["frame_ms"]},
+                           "poselifter_call_pct": 100 * call_ms / ii["frame_ms"],
+                           "poselifter_after_idle_ms": onnx.get("poselifter_after_idle_ms", {}).get("median"),
+                           "idle_ms": onnx.get("idle_ms")},
         "render_fps": {"value": render_fps, "target": TARGET_RENDER_FPS,
                        "ok": render_fps >= TARGET_RENDER_FPS},
         "onnx_ms": {"value": onnx["ort_ms"]["median"], "target": TARGET_ONNX_MS,
@@ -900,7 +921,9 @@ def format_report(report: dict) -> str:
               f"| lift + LSTM share of the (ii) frame time, in the pipeline "
               f"({_f(t['lift_share_pct']['lift_lstm_ms'], 3)} / {_f(t['lift_share_pct']['frame_ms'], 2)} ms; "
               f"the PoseLifter call alone: {_f(t['lift_share_pct']['poselifter_call_ms'], 3)} ms = "
-              f"{_f(t['lift_share_pct']['poselifter_call_pct'], 2)} %) | {_f(t['lift_share_pct']['value'], 2)} % "
+              f"{_f(t['lift_share_pct']['poselifter_call_pct'], 2)} %; the same call after this "
+              f"thread slept {_f(t['lift_share_pct']['idle_ms'], 1)} ms, nothing else running: "
+              f"{_f(t['lift_share_pct']['poselifter_after_idle_ms'], 3)} ms) | {_f(t['lift_share_pct']['value'], 2)} % "
               f"| < {TARGET_LIFT_SHARE_PCT:g} % | {ok(t['lift_share_pct'])} |",
               f"| (iii) fps at {clip['size'][0]}x{clip['size'][1]}, posits-live render + record | "
               f"{_f(t['render_fps']['value'])} | >= {TARGET_RENDER_FPS:g} | {ok(t['render_fps'])} |",
@@ -1042,7 +1065,8 @@ def run_bench(args: argparse.Namespace) -> dict:
         report["runs"] = runs
         report["throughput"] = summarise(runs)
         log.info("lifter + LSTM in ONNX Runtime alone, on the clip's landmarks")
-        report["onnx"] = bench_onnx(args.models, arrays["landmarks_2d"])
+        report["onnx"] = bench_onnx(args.models, arrays["landmarks_2d"],
+                                    idle_ms=report["throughput"]["(i)"]["frame_ms"])
         report["targets"] = targets(report["throughput"], rounds, report["onnx"])
         log.info("3D quality: posits vs MediaPipe world landmarks")
         report["quality"] = quality_report(arrays, clip)

@@ -119,6 +119,10 @@ def test_targets_are_computed_from_their_parts(short_run):
     assert finite_positive(onnx["ort_ms"]["median"]) and onnx["frames"] > 30
     # the whole PoseLifter call does the ORT work and more
     assert onnx["poselifter_ms"]["median"] > 0.5 * onnx["ort_ms"]["median"]
+    # the same call after sleeping one MediaPipe frame: measured, and reported with the share
+    assert onnx["idle_ms"] == pytest.approx(th["(i)"]["frame_ms"])
+    assert finite_positive(onnx["poselifter_after_idle_ms"]["median"])
+    assert share["poselifter_after_idle_ms"] == onnx["poselifter_after_idle_ms"]["median"]
 
 
 def test_quality_numbers(short_run):
