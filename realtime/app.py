@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     size = composite_size(source.size)
     recorder = stack.enter_context(Recorder(args.record, source.fps, size)) if args.record else None
     detector = stack.enter_context(PoseDetector(args.pose_model))
-    lifter = PoseLifter(args.models, use_lstm=not args.no_lstm, threads=args.threads)
+    lifter = PoseLifter(args.models, use_lstm=not args.no_lstm, threads=args.threads,
+                        bones=not args.no_bone_filter)
     view = None
     if not headless or recorder is not None:
         from .view3d import PoseView

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--models", metavar="DIR", help="a folder with manifest.json, lifter and smoother "
                      "ONNX files (default: the shipped models)")
     mod.add_argument("--no-lstm", action="store_true", help="lifter only, no LSTM smoothing")
+    mod.add_argument("--no-bone-filter", action="store_true",
+                     help="do not hold each bone at the person's running average length (the 3D "
+                          "as the models give it)")
     mod.add_argument("--threads", type=int, default=1, metavar="N",
                      help="ONNX Runtime threads for the lifter and LSTM (default: 1)")
     run = p.add_argument_group("run")

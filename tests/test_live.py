@@ -91,9 +91,33 @@ def test_npz_export_and_max_frames(tmp_path):
         assert z["pose_3d"].shape == (12, 33, 3) and z["frame"].tolist() == list(range(12))
 
 
-def test_no_lstm_option(tmp_path):
-    proc = live("--video", WALK, "--headless", "--no-lstm", "--max-frames", 5, "--export", tmp_path / "p.npz")
+def _limb_stats(pose: np.ndarray) -> tuple[float, float]:
+    """(bone-length coefficient of variation, mean joint acceleration in mm/frame²) of a track."""
+    pose = pose[np.isfinite(pose).all(axis=(1, 2))]
+    bones = skeleton.bone_lengths(pose)
+    accel = np.linalg.norm(np.diff(pose[:, list(skeleton.BODY_JOINTS)], n=2, axis=0), axis=-1)
+    return float((bones.std(axis=0) / bones.mean(axis=0)).mean()), 1e3 * float(accel.mean())
+
+
+def test_no_lstm_option(tmp_path, walk_run):
+    """Lifter alone: the same person, visibly less smooth than the default (LSTM) output."""
+    proc = live("--video", WALK, "--headless", "--no-lstm", "--export", tmp_path / "p.npz")
     assert proc.returncode == 0, proc.stderr
+    raw = load_poses(tmp_path / "p.npz")["pose_3d"]
+    default = load_poses(walk_run[0] / "poses.jsonl")["pose_3d"]
+    assert raw.shape == default.shape
+    assert _limb_stats(raw)[1] > 1.5 * _limb_stats(default)[1]
+    assert np.nanmean(np.linalg.norm(raw - default, axis=-1)) < 0.1      # same pose, within 10 cm
+
+
+def test_no_bone_filter_option(tmp_path, walk_run):
+    """Without the bone filter the bones stretch from frame to frame; with it (default) they hold."""
+    proc = live("--video", WALK, "--headless", "--no-bone-filter", "--export", tmp_path / "p.npz")
+    assert proc.returncode == 0, proc.stderr
+    raw = load_poses(tmp_path / "p.npz")["pose_3d"]
+    default = load_poses(walk_run[0] / "poses.jsonl")["pose_3d"]
+    assert _limb_stats(raw)[0] > 1.5 * _limb_stats(default)[0]
+    assert np.nanmean(np.linalg.norm(raw - default, axis=-1)) < 0.1      # same pose, within 10 cm
 
 
 def test_no_person_is_not_an_error(tmp_path):

@@ -109,18 +109,33 @@ def test_report_compares_methods(quick_run):
     assert all(np.isfinite(v) and v > 0 for s in seated["methods"].values() for v in s.values())
     assert not any(c.startswith("synth/") for c in report["test_clips"])
     assert "seated motion (synthetic" in (quick_run[0] / "report.md").read_text()
+    # the release targets, computed from the numbers above and printed with the tables
+    tg = {t["measure"]: t for t in report["targets"]}
+    lstm = report["methods"]["lifter + LSTM"]
+    assert tg["lifter + LSTM PA-MPJPE mm"]["value"] == lstm["pa_mpjpe_mm"]
+    assert tg["lifter + LSTM MPJPE mm"]["value"] == lstm["mpjpe_mm"]
+    assert tg["accel error, lifter + LSTM / lifter"]["value"] == report["accel_ratio_lstm_vs_lifter"]
+    assert tg["ONNX Runtime lifter + LSTM step, 1 thread, ms"]["value"] == report["onnx_latency"]["total_ms"]
+    assert all(t["met"] == (t["value"] <= t["at_most"]) for t in tg.values())
+    assert "| target (whole-body views) |" in (quick_run[0] / "report.md").read_text()
 
 
 def test_lifter_finalists_fitted_and_best_kept(quick_run):
-    """The search's best distinct trials are each fitted in full; the lifter kept (its params in
-    best_params and the manifest) is the one with the lowest validation loss."""
+    """The search's best distinct trials are each fitted in full with `lifter_seeds` seeds; the
+    lifter kept (its params in best_params and the manifest) is the fit with the lowest
+    validation loss."""
+    from posits.train.config import QUICK
     params = json.loads((quick_run[0] / "best_params.json").read_text())
     trials = json.loads((quick_run[0] / "search_lifter.json").read_text())
     finals = params["lifter_finals"]
-    assert [f["params"] for f in finals] == params["lifter_finalists"]
-    assert len(finals) == min(2, len({json.dumps(t["params"], sort_keys=True) for t in trials}))
+    seeds = list(range(QUICK.seed, QUICK.seed + QUICK.lifter_seeds))
+    assert len(seeds) == 2                          # the quick run exercises the seed loop
+    assert [(f["params"], f["seed"]) for f in finals] == [(p, s) for p in params["lifter_finalists"] for s in seeds]
+    assert len(params["lifter_finalists"]) == min(2, len({json.dumps(t["params"], sort_keys=True) for t in trials}))
     assert finals[0]["params"] == min(trials, key=lambda t: t["score"])["params"]
-    assert params["lifter"] == min(finals, key=lambda f: f["val_loss"])["params"]
+    best = min(finals, key=lambda f: f["val_loss"])
+    assert (params["lifter"], params["lifter_seed"]) == (best["params"], best["seed"])
+    assert len({f["val_loss"] for f in finals}) == len(finals)      # the seeds gave different fits
     assert manifest.load(quick_run[0] / "export")["models"]["lifter"]["hyperparameters"] == params["lifter"]
 
 
@@ -181,6 +196,8 @@ def test_config_number_fields():
     from posits.train.config import TrainConfig
     assert TrainConfig.from_json({"lifter_pa_weight": 0.5}).lifter_pa_weight == 0.5
     assert TrainConfig.from_json({"lifter_pa_weight": 2}).lifter_pa_weight == 2.0
-    for bad in ({"lifter_pa_weight": -1.0}, {"lifter_pa_weight": "x"}, {"fit_epochs": 1.5}, {"fit_epochs": True}):
+    assert TrainConfig.from_json({"seed": 0, "lifter_seeds": 1}).lifter_seeds == 1
+    for bad in ({"lifter_pa_weight": -1.0}, {"lifter_pa_weight": "x"}, {"fit_epochs": 1.5}, {"fit_epochs": True},
+                {"lifter_seeds": 0}, {"lifter_finalists": 0}, {"seed": -1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig.from_json(bad)

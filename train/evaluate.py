@@ -122,7 +122,24 @@ def evaluate(data: Dataset, models_dir: Path, baseline=None) -> dict:
     report["onnx_latency"] = onnx_latency_ms(models_dir, data.test[0]["kp2d"][:300])
     lifter, full = report["methods"]["lifter (CNN)"], report["methods"]["lifter + LSTM"]
     report["accel_ratio_lstm_vs_lifter"] = full["accel_mm"] / max(lifter["accel_mm"], 1e-9)
+    report["targets"] = targets(report)
     return report
+
+
+#: The release targets on the held-out whole-body views: (measure, report value, at most).
+TARGETS = (("lifter + LSTM PA-MPJPE mm", lambda r: r["methods"]["lifter + LSTM"]["pa_mpjpe_mm"], 45.0),
+           ("lifter + LSTM MPJPE mm", lambda r: r["methods"]["lifter + LSTM"]["mpjpe_mm"], 70.0),
+           ("accel error, lifter + LSTM / lifter", lambda r: r["accel_ratio_lstm_vs_lifter"], 1 / 3),
+           ("ONNX Runtime lifter + LSTM step, 1 thread, ms", lambda r: r["onnx_latency"]["total_ms"], 0.2))
+
+
+def targets(report: dict) -> list[dict]:
+    """Each target: its value from the report, the bound (at most) and whether it is met."""
+    out = []
+    for measure, value, bound in TARGETS:
+        v = float(value(report))
+        out.append({"measure": measure, "value": v, "at_most": bound, "met": bool(v <= bound)})
+    return out
 
 
 def _markdown(methods: dict) -> list[str]:
@@ -153,6 +170,10 @@ def format_table(report: dict) -> str:
         for c, s in report["per_clip"][FINAL].items()))
     worst = sorted(report["per_joint_mpjpe_mm"].items(), key=lambda kv: -kv[1])[:5]
     lines.append("worst joints (MPJPE mm): " + ", ".join(f"{n} {e:.0f}" for n, e in worst))
+    if report.get("targets"):
+        lines += ["", "| target (whole-body views) | value | at most | met |", "|---|---:|---:|:---:|"]
+        lines += [f"| {t['measure']} | {t['value']:.3g} | {t['at_most']:.3g} | {'yes' if t['met'] else '**no**'} |"
+                  for t in report["targets"]]
     close = report.get("close_up")
     if close:
         lines += ["", f"webcam close-up views (head and upper body, legs below the image; "

@@ -157,23 +157,28 @@ class Run:
         ck.mkdir(exist_ok=True)
         params = self._json("best_params.json")
         t0 = time.time()
-        lifter, lhist, lp, finals = None, None, None, []
+        lifter, lhist, lp, lseed, finals = None, None, None, None, []
         for i, cand in enumerate(params.get("lifter_finalists", [params["lifter"]])):
-            model, hist = fit.fit_lifter(cand, self.data, c.fit_epochs, c.fit_steps, c.batch,
-                                         patience=max(c.fit_patience, cand["patience"]), seed=c.seed,
-                                         pa_weight=c.lifter_pa_weight,
-                                         progress=_epoch_callback(c.fit_epochs, f"lifter fit {i + 1}"))
-            best_epoch = int(np.argmin(hist["val_loss"]))
-            finals.append({"params": cand, "val_loss": min(hist["val_loss"]), "epochs": len(hist["val_loss"]),
-                           "val_mpjpe": hist["val_mpjpe"][best_epoch]})
-            log.info("lifter finalist %d: best val loss %.5f after %d epochs", i + 1,
-                     finals[-1]["val_loss"], finals[-1]["epochs"])
-            if lhist is None or min(hist["val_loss"]) < min(lhist["val_loss"]):
-                lifter, lhist, lp = model, hist, cand
+            for seed in range(c.seed, c.seed + c.lifter_seeds):     # every finalist, every seed
+                name = f"lifter fit {i + 1}" + (f" seed {seed}" if c.lifter_seeds > 1 else "")
+                model, hist = fit.fit_lifter(cand, self.data, c.fit_epochs, c.fit_steps, c.batch,
+                                             patience=max(c.fit_patience, cand["patience"]), seed=seed,
+                                             pa_weight=c.lifter_pa_weight,
+                                             progress=_epoch_callback(c.fit_epochs, name))
+                best_epoch = int(np.argmin(hist["val_loss"]))
+                finals.append({"params": cand, "seed": seed, "val_loss": min(hist["val_loss"]),
+                               "epochs": len(hist["val_loss"]), "val_mpjpe": hist["val_mpjpe"][best_epoch]})
+                log.info("lifter finalist %d seed %d: best val loss %.5f after %d epochs", i + 1, seed,
+                         finals[-1]["val_loss"], finals[-1]["epochs"])
+                if lhist is None or min(hist["val_loss"]) < min(lhist["val_loss"]):
+                    lifter, lhist, lp, lseed = model, hist, cand, seed
+                else:
+                    del model
         params["lifter"] = lp
+        params["lifter_seed"] = lseed
         params["lifter_finals"] = finals
         self._json("best_params.json", params)
-        log.info("lifter kept: %s", lp)
+        log.info("lifter kept: %s, seed %d", lp, lseed)
         lifter.save_weights(ck / "lifter.weights.h5")
         t_lifter = time.time() - t0
         shipped = nets.flip_averaged(lifter)          # what is exported: the smoother learns on it
