@@ -241,6 +241,27 @@ class VideoSource(_OpenCVSource):
 
 
 
+def request_format(cap: Any, width: int | None, height: int | None, fps: float | None) -> bool:
+    """Ask an opened camera for a capture size and frame rate; True if anything was asked.
+
+    With any of them given, Motion-JPEG is asked for first: OpenCV's V4L2 backend otherwise
+    takes the uncompressed YUYV format, in which most USB webcams deliver 1280x720 and
+    1920x1080 at 5-10 fps (USB 2.0 bandwidth), while their MJPG modes run those sizes at 30 fps
+    (opencv/opencv#9540). A camera without MJPG keeps its own format. With none given the
+    driver's default mode is kept (640x480 at 30 fps on most webcams, where YUYV is fine and
+    costs no JPEG decoding).
+    """
+    asked = [(prop, value) for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, width),
+                                                (cv2.CAP_PROP_FRAME_HEIGHT, height),
+                                                (cv2.CAP_PROP_FPS, fps)) if value is not None]
+    if not asked:
+        return False
+    cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))   # before the size: it picks the modes
+    for prop, value in asked:
+        cap.set(prop, float(value))
+    return True
+
+
 class CameraSource(_OpenCVSource):
     """Frames from a camera (``is_live`` True), V4L2 on Linux.
 
@@ -271,10 +292,7 @@ class CameraSource(_OpenCVSource):
         self._cap = self._open(self.index)
         if self._cap is None:
             raise unavailable
-        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, width), (cv2.CAP_PROP_FRAME_HEIGHT, height),
-                            (cv2.CAP_PROP_FPS, fps)):
-            if value is not None:
-                self._cap.set(prop, float(value))
+        request_format(self._cap, width, height, fps)
         self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)      # the driver's queue adds latency
         first = self._first_frame(self._cap, open_timeout)
         if first is None:
@@ -283,6 +301,11 @@ class CameraSource(_OpenCVSource):
         self._start_decoding(first)
         self._fps = _usable_fps(self._cap.get(cv2.CAP_PROP_FPS), self.name)
         self._size = (first.shape[1], first.shape[0])
+        if ((width is not None and width != self._size[0]) or (height is not None and height != self._size[1])
+                or (fps is not None and self._fps < 0.9 * fps)):
+            log.warning("%s delivers %dx%d at %.0f fps (asked for %sx%s at %s fps)", self.name,
+                        *self._size, self._fps, width or "any", height or "any",
+                        f"{fps:g}" if fps is not None else "any")
         self._index = 0
         self._t0: float | None = None
 

@@ -8,10 +8,11 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 
 from posits.realtime.capture import (CameraSource, CaptureError, Channel, FrameReader, ImagePool, LivePacing,
-                                     VideoSource)
+                                     VideoSource, request_format)
 from conftest import NO_PERSON, WALK, UnpluggedVideo
 
 WALK_FRAMES = 150
@@ -318,3 +319,35 @@ def test_channel_latest_slot_counts_drops():
     assert slot.get() == 4 and slot.dropped == 4
     slot.close()
     assert slot.put(5) is False
+
+
+class _RecordingCapture:
+    """Records what a camera driver is asked (``set`` calls, in order); no frames."""
+
+    def __init__(self):
+        self.calls: list[tuple[int, float]] = []
+
+    def set(self, prop: int, value: float) -> bool:
+        self.calls.append((prop, value))
+        return True
+
+
+def test_camera_format_request_asks_for_mjpg_before_the_mode():
+    """A requested size or rate asks for Motion-JPEG first (USB webcams give HD at full rate only
+    compressed); with no request the camera's default mode is left alone."""
+    cap = _RecordingCapture()
+    assert request_format(cap, None, None, None) is False and cap.calls == []
+    assert request_format(cap, 1280, 720, 30.0) is True
+    assert cap.calls == [(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG")),
+                         (cv2.CAP_PROP_FRAME_WIDTH, 1280.0), (cv2.CAP_PROP_FRAME_HEIGHT, 720.0),
+                         (cv2.CAP_PROP_FPS, 30.0)]
+    cap = _RecordingCapture()
+    request_format(cap, None, None, 60)
+    assert [p for p, _ in cap.calls] == [cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FPS]
+    real = cv2.VideoCapture(str(WALK))      # a capture that cannot change mode is not harmed
+    try:
+        assert request_format(real, 1280, 720, 30.0) is True
+        ok, image = real.read()
+        assert ok and image.shape == (400, 640, 3)
+    finally:
+        real.release()
