@@ -263,6 +263,19 @@ class PoseLifter:
         self.bones = BoneLengthFilter() if bones else None
         self.timings: dict[str, float] = {}
 
+    @property
+    def fps_range(self) -> tuple[float, float] | None:
+        """The camera frame rates the LSTM was trained for, from its manifest entry: 30 fps
+        motion played ``smoother_speed`` (older model sets: ``speed``) times as fast, i.e.
+        (30 / fastest, 30 / slowest) fps. None without the LSTM or the record."""
+        if self.smoother is None:
+            return None
+        cfg = self.smoother_entry.get("data_config", {})
+        speed = cfg.get("smoother_speed") or cfg.get("speed")
+        if not speed or len(speed) != 2 or min(speed) <= 0:
+            return None
+        return 30.0 / max(speed), 30.0 / min(speed)
+
     def reset(self) -> None:
         self.lifter.reset()
         if self.smoother is not None:
@@ -299,9 +312,10 @@ def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: fl
         keypoints_2d: (T, 33, 3) float: x, y in pixels and visibility; NaN rows for frames
             with no person.
         image_size: (width, height) of the images the keypoints come from.
-        fps: frame rate of the sequence. The LSTM was trained on 30 fps motion played 0.7-1.4x
-            as fast, i.e. about 21-43 fps; outside that range a warning is logged and the
-            temporal smoothing is less reliable (lift at 30 fps, or use ``use_lstm=False``).
+        fps: frame rate of the sequence. The LSTM was trained for a range of camera rates
+            (``PoseLifter.fps_range``, from the manifest); below it a warning is logged: the
+            frame-to-frame motion is larger than it learned and the filter lags (resample to
+            30 fps, or use ``use_lstm=False``). Faster rates (60 fps) measured as good as 30.
         models_dir: another trained model set (default: the shipped one).
         use_lstm: False returns the lifter alone.
         bones: keep each bone at the track's average length (as posits-live does).
@@ -319,10 +333,12 @@ def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: fl
         raise ValueError(f"image_size must be positive (width, height), got {image_size}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    if not 20.0 <= fps <= 45.0:
-        logging.getLogger(__name__).warning(
-            "lift_sequence: %.1f fps is outside the 21-43 fps the LSTM was trained for", fps)
     stage = PoseLifter(models_dir, use_lstm=use_lstm, bones=bones)
+    span = stage.fps_range
+    if span is not None and fps < 0.95 * span[0]:
+        logging.getLogger(__name__).warning(
+            "lift_sequence: %.1f fps is below the %.0f-%.0f fps the LSTM was trained for: it will lag",
+            fps, *span)
     out = np.full(kp.shape, np.nan, dtype=np.float32)
     for t, frame in enumerate(kp):
         present = np.isfinite(frame[:, :2]).any()

@@ -119,3 +119,15 @@ def test_bone_length_filter_keeps_lengths_and_directions():
     a, b = vec(out), vec(noisy)
     cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
     assert cos.min() > 0.999
+
+
+def test_fps_range_comes_from_the_manifest():
+    """The camera rates the LSTM was trained for: 30 fps motion played smoother_speed (older
+    model sets: speed) times as fast; None for the lifter alone."""
+    from posits.models import manifest
+    lifter = PoseLifter()
+    cfg = manifest.resolve("smoother", None)[1]["data_config"]
+    speed = cfg.get("smoother_speed") or cfg["speed"]
+    assert lifter.fps_range == pytest.approx((30.0 / max(speed), 30.0 / min(speed)))
+    assert 10 < lifter.fps_range[0] < 30 < lifter.fps_range[1] < 60
+    assert PoseLifter(use_lstm=False).fps_range is None

@@ -62,22 +62,30 @@ def test_export_parity_on_real_motion(quick_run):
     assert export.smoother_parity(seq, quick_run[0] / "export" / "smoother.onnx", lifted, d.val_x[:8]) < 1e-4
 
 
-def test_lstm_learns_from_an_even_spread_of_the_training_sequences(quick_run):
-    """With smoother_sequences below the data size, the LSTM gets an evenly spread subset (real
-    sequences come first in the data, synthetic ones after: both must be in it)."""
+def test_lstm_learns_from_an_even_spread_of_its_own_sequences(quick_run):
+    """The LSTM learns from sequences of its own (half as many as the lifter's, played up to
+    smoother_speed times as fast); with smoother_sequences below their number it gets an evenly
+    spread subset (real sequences come first, synthetic ones after: both must be in it)."""
     from dataclasses import replace
     from posits.train.config import TrainConfig
     from posits.train.run import Run
     config = TrainConfig.load(quick_run[0] / "config.json")
     run = Run(quick_run[0], config, quick_run[1] / "cache")
-    n = len(run.data.train_x)
+    d = run.data
+    n = len(d.smoother_x)
+    assert n == config.data.real_sequences // 2 + config.data.synth_sequences // 2
+    assert d.smoother_x.shape[1:] == d.train_x.shape[1:] and d.smoother_y.shape == d.smoother_x.shape
     assert len(run._smoother_data().train_x) == n            # the quick data is smaller: all of it
     run.cfg = replace(config, smoother_sequences=n // 3)
     sub = run._smoother_data()
     assert n // 3 - 1 <= len(sub.train_x) <= n // 3 and len(sub.train_y) == len(sub.train_x)
-    np.testing.assert_array_equal(sub.train_x, run.data.train_x[::3])
-    np.testing.assert_array_equal(sub.train_y, run.data.train_y[::3])
-    assert sub.val_x is run.data.val_x
+    np.testing.assert_array_equal(sub.train_x, d.smoother_x[::3])
+    np.testing.assert_array_equal(sub.train_y, d.smoother_y[::3])
+    assert sub.val_x is d.val_x
+    # faster playback: larger frame-to-frame motion than the lifter's sequences, on average
+    def step(y):
+        return np.linalg.norm(np.diff(y, axis=1), axis=-1).mean()
+    assert step(d.smoother_y) > 1.1 * step(d.train_y)
 
 
 def test_manifest_describes_exports(quick_run):
@@ -108,6 +116,10 @@ def test_report_compares_methods(quick_run):
     assert seated["test_views"] == 4 and seated["test_frames"] == 4 * 300
     assert all(np.isfinite(v) and v > 0 for s in seated["methods"].values() for v in s.values())
     assert not any(c.startswith("synth/") for c in report["test_clips"])
+    low = report["low_fps"]                         # and the held-out clips seen at 15 fps
+    assert set(low["methods"]) == {"lifter (CNN)", "lifter + LSTM", "lifter + LSTM + bone lengths"}
+    assert low["fps"] == 15.0 and low["test_views"] == 4 and low["test_frames"] > 0
+    assert all(np.isfinite(v) and v > 0 for s in low["methods"].values() for v in s.values())
     assert "seated motion (synthetic" in (quick_run[0] / "report.md").read_text()
     # the release targets, computed from the numbers above and printed with the tables
     tg = {t["measure"]: t for t in report["targets"]}

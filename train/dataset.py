@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ VAL_CLIPS = ("deepmimic/punch", "deepmimic/kick")
 #: Seed offset of the held-out synthetic seated clips (training synthesizes with ``cfg.seed``).
 SEATED_TEST_SEED = 10_000
 #: Bumped when the way data is made changes (part of the cache key).
-DATA_VERSION = 6
+DATA_VERSION = 7
 
 SEGMENTS = ("hip", "torso", "shoulder", "head", "upper_arm", "forearm", "hand", "thigh", "shin", "foot")
 ARM = (13, 15, 17, 19, 21)      # left arm below the shoulder (mirror for the right)
@@ -51,11 +51,14 @@ class DataConfig:
     bone_scale: float = 0.07          # std of per-segment length factors
     body_scale: tuple = (0.85, 1.15)  # overall body size factor
     speed: tuple = (0.7, 1.4)         # playback speed factor
+    smoother_speed: tuple = (0.7, 2.0)  # playback speed of the LSTM's own training sequences: up
+                                      # to 2x, i.e. cameras down to 15 fps (webcams in dim light)
     limb_mix: float = 0.5             # probability of taking limbs from another clip (mix_limbs)
     close_up: float = 0.3             # probability of a webcam close-up (project.close_camera)
     test_close_cameras: int = 4       # close-up cameras per test clip (reported separately)
     test_seated_clips: int = 8        # held-out synthetic seated clips (other seed), 2 whole-body
                                       # and 2 close-up views each (reported separately)
+    test_low_fps_cameras: int = 8     # cameras per test clip seeing it at 15 fps (reported separately)
     seed: int = 0
     noise: dict = field(default_factory=lambda: asdict(project.NoiseConfig()))
 
@@ -213,15 +216,19 @@ def view_clip(joints: np.ndarray, cfg: DataConfig, rng, close_up: bool = False) 
     return project.corrupt(px, camera.size, rng, noise, depth=cam3d[..., 2]), normalize_3d(cam3d), camera.size
 
 
-def held_out_views(clips, close_ups: list[bool], cfg: DataConfig, rng, framing: str) -> list[dict]:
+def held_out_views(clips, close_ups: list[bool], cfg: DataConfig, rng, framing: str,
+                   fps: float = 30.0) -> list[dict]:
     """Every clip (mocap.Clip) through one camera per entry of ``close_ups`` (True: a webcam
-    close-up), clip by clip: {"clip", "camera", "kp2d", "y3d", "size", "framing"} per view."""
+    close-up), clip by clip: {"clip", "camera", "kp2d", "y3d", "size", "framing", "fps"} per
+    view. ``fps`` other than the clips' 30: the motion is resampled as a camera at that rate
+    would see it (each frame its own detector noise)."""
     views = []
     for clip in clips:
+        joints = clip.joints if fps == 30.0 else resample(clip.joints, 30.0 / fps)
         for k, close_up in enumerate(close_ups):
-            kp, y3d, size = view_clip(clip.joints, cfg, rng, close_up=close_up)
+            kp, y3d, size = view_clip(joints, cfg, rng, close_up=close_up)
             views.append({"clip": clip.name, "camera": k, "kp2d": kp, "y3d": y3d, "size": size,
-                          "framing": framing})
+                          "framing": framing, "fps": fps})
     return views
 
 
@@ -233,15 +240,19 @@ class Dataset:
     train_y: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
-    test: list[dict]            # {"clip", "camera", "kp2d", "y3d", "size"} per test view
+    test: list[dict]            # {"clip", "camera", "kp2d", "y3d", "size", "framing", "fps"} per view
     info: dict
+    smoother_x: np.ndarray | None = None    # the LSTM's own training sequences (smoother_speed)
+    smoother_y: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
         arrays = {"train_x": self.train_x, "train_y": self.train_y,
                   "val_x": self.val_x, "val_y": self.val_y}
+        if self.smoother_x is not None:
+            arrays["smoother_x"], arrays["smoother_y"] = self.smoother_x, self.smoother_y
         for i, t in enumerate(self.test):
             arrays[f"test{i}_kp2d"], arrays[f"test{i}_y3d"] = t["kp2d"], t["y3d"]
-        meta = {"info": self.info, "test": [{k: t[k] for k in ("clip", "camera", "size", "framing")}
+        meta = {"info": self.info, "test": [{k: t[k] for k in ("clip", "camera", "size", "framing", "fps")}
                                             for t in self.test]}
         arrays["meta"] = np.array(json.dumps(meta))
         tmp = path.with_name(path.name + ".tmp.npz")
@@ -254,7 +265,8 @@ class Dataset:
             meta = json.loads(str(z["meta"]))
             test = [{**m, "size": tuple(m["size"]), "kp2d": z[f"test{i}_kp2d"], "y3d": z[f"test{i}_y3d"]}
                     for i, m in enumerate(meta["test"])]
-            return cls(z["train_x"], z["train_y"], z["val_x"], z["val_y"], test, meta["info"])
+            smoother = (z["smoother_x"], z["smoother_y"]) if "smoother_x" in z.files else (None, None)
+            return cls(z["train_x"], z["train_y"], z["val_x"], z["val_y"], test, meta["info"], *smoother)
 
 
 def split_clips(clips) -> tuple[list, list, list]:
@@ -288,17 +300,25 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
     # measured on synthetic clips from a seed no training clip uses (the same generator, so an
     # optimistic measure of seated poses).
     seated = synth_clips(cfg.test_seated_clips, 300, seed=SEATED_TEST_SEED + cfg.seed, seated=1.0)
-    rngs = [np.random.default_rng([cfg.seed, k]) for k in (7919, 7920, 7921)]
+    rngs = [np.random.default_rng([cfg.seed, k]) for k in (7919, 7920, 7921, 7922)]
     views = (held_out_views(test, [False] * cfg.test_cameras, cfg, rngs[0], "full")
              + held_out_views(test, [True] * cfg.test_close_cameras, cfg, rngs[1], "close")
-             + held_out_views(seated, [False, False, True, True], cfg, rngs[2], "seated"))
+             + held_out_views(seated, [False, False, True, True], cfg, rngs[2], "seated")
+             + held_out_views(test, [False] * cfg.test_low_fps_cameras, cfg, rngs[3], "15fps", fps=15.0))
+    # The LSTM's own sequences, with a generator of their own (the lifter's data above do not
+    # change): the same training motion played up to smoother_speed[1] times as fast, so the LSTM
+    # also learns the larger frame-to-frame motion of a camera running at 15-20 fps.
+    lcfg, lrng = replace(cfg, speed=tuple(cfg.smoother_speed)), np.random.default_rng([cfg.seed, 7923])
+    lrx, lry = make_sequences([c.joints for c in train], cfg.real_sequences // 2, lcfg, lrng)
+    lsx, lsy = make_sequences(synth, cfg.synth_sequences // 2, lcfg, lrng)
     info = {"config": asdict(cfg), "key": cfg.key(),
             "train_clips": [c.name for c in train], "val_clips": [c.name for c in val],
             "test_clips": [c.name for c in test],
             "sources": sorted({f"{c.source} ({c.licence})" for c in train + val + test}),
             "synthetic_clips": cfg.synth_clips,
             "train_frames_real": int(sum(len(c.joints) for c in train))}
-    ds = Dataset(np.concatenate([rx, sx]), np.concatenate([ry, sy]), vx, vy, views, info)
+    ds = Dataset(np.concatenate([rx, sx]), np.concatenate([ry, sy]), vx, vy, views, info,
+                 np.concatenate([lrx, lsx]), np.concatenate([lry, lsy]))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         ds.save(cache)

@@ -102,12 +102,14 @@ class Run:
         return data
 
     def _smoother_data(self):
-        """The training data the LSTM learns from: at most ``smoother_sequences`` training
-        sequences, evenly spread over the real and synthetic ones (its epochs are full passes,
-        so more data would mean longer fits, not better lifting)."""
-        n = len(self.data.train_x)
-        step = max(1, -(-n // self.cfg.smoother_sequences))
-        return replace(self.data, train_x=self.data.train_x[::step], train_y=self.data.train_y[::step])
+        """The training data the LSTM learns from: its own sequences (played up to
+        ``data.smoother_speed`` times as fast: cameras down to 15 fps), at most
+        ``smoother_sequences`` of them, evenly spread over the real and synthetic ones (its
+        epochs are full passes, so more data would mean longer fits, not better lifting)."""
+        d = self.data
+        x, y = (d.smoother_x, d.smoother_y) if d.smoother_x is not None else (d.train_x, d.train_y)
+        step = max(1, -(-len(x) // self.cfg.smoother_sequences))
+        return replace(d, train_x=x[::step], train_y=y[::step])
 
     def done(self, stage: str) -> bool:
         marker = {"data": "data.json", "search": "best_params.json", "fit": "checkpoints/fit.json",
