@@ -63,9 +63,10 @@ def test_export_parity_on_real_motion(quick_run):
 
 
 def test_lstm_learns_from_an_even_spread_of_its_own_sequences(quick_run):
-    """The LSTM learns from sequences of its own (half as many as the lifter's, played up to
-    smoother_speed times as fast); with smoother_sequences below their number it gets an evenly
-    spread subset (real sequences come first, synthetic ones after: both must be in it)."""
+    """With data.smoother_speed set (the quick run sets it) the LSTM learns from sequences of its
+    own (half as many as the lifter's, played that many times as fast); with smoother_sequences
+    below their number it gets an evenly spread subset (real sequences come first, synthetic
+    ones after: both must be in it). Without it (the default), from the lifter's sequences."""
     from dataclasses import replace
     from posits.train.config import TrainConfig
     from posits.train.run import Run
@@ -86,6 +87,9 @@ def test_lstm_learns_from_an_even_spread_of_its_own_sequences(quick_run):
     def step(y):
         return np.linalg.norm(np.diff(y, axis=1), axis=-1).mean()
     assert step(d.smoother_y) > 1.1 * step(d.train_y)
+    run._data = replace(d, smoother_x=None, smoother_y=None)     # the default: the lifter's data
+    run.cfg = replace(config, smoother_sequences=len(d.train_x) // 2)
+    np.testing.assert_array_equal(run._smoother_data().train_x, d.train_x[::2])
 
 
 def test_manifest_describes_exports(quick_run):

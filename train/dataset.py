@@ -51,8 +51,9 @@ class DataConfig:
     bone_scale: float = 0.07          # std of per-segment length factors
     body_scale: tuple = (0.85, 1.15)  # overall body size factor
     speed: tuple = (0.7, 1.4)         # playback speed factor
-    smoother_speed: tuple = (0.7, 2.0)  # playback speed of the LSTM's own training sequences: up
-                                      # to 2x, i.e. cameras down to 15 fps (webcams in dim light)
+    smoother_speed: tuple | None = None  # (lo, hi): the LSTM learns from sequences of its own
+                                      # played lo-hi times as fast (2x: a 15 fps camera); None:
+                                      # from the lifter's (run full20 tried (0.7, 2.0): README)
     limb_mix: float = 0.5             # probability of taking limbs from another clip (mix_limbs)
     close_up: float = 0.3             # probability of a webcam close-up (project.close_camera)
     test_close_cameras: int = 4       # close-up cameras per test clip (reported separately)
@@ -305,20 +306,22 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
              + held_out_views(test, [True] * cfg.test_close_cameras, cfg, rngs[1], "close")
              + held_out_views(seated, [False, False, True, True], cfg, rngs[2], "seated")
              + held_out_views(test, [False] * cfg.test_low_fps_cameras, cfg, rngs[3], "15fps", fps=15.0))
-    # The LSTM's own sequences, with a generator of their own (the lifter's data above do not
-    # change): the same training motion played up to smoother_speed[1] times as fast, so the LSTM
-    # also learns the larger frame-to-frame motion of a camera running at 15-20 fps.
-    lcfg, lrng = replace(cfg, speed=tuple(cfg.smoother_speed)), np.random.default_rng([cfg.seed, 7923])
-    lrx, lry = make_sequences([c.joints for c in train], cfg.real_sequences // 2, lcfg, lrng)
-    lsx, lsy = make_sequences(synth, cfg.synth_sequences // 2, lcfg, lrng)
+    lstm_x = lstm_y = None
+    if cfg.smoother_speed is not None:
+        # The LSTM's own sequences, with a generator of their own (the lifter's data above do
+        # not change): the training motion played smoother_speed times as fast, e.g. up to 2x
+        # for the larger frame-to-frame motion of a camera running at 15-20 fps.
+        lcfg, lrng = replace(cfg, speed=tuple(cfg.smoother_speed)), np.random.default_rng([cfg.seed, 7923])
+        lrx, lry = make_sequences([c.joints for c in train], cfg.real_sequences // 2, lcfg, lrng)
+        lsx, lsy = make_sequences(synth, cfg.synth_sequences // 2, lcfg, lrng)
+        lstm_x, lstm_y = np.concatenate([lrx, lsx]), np.concatenate([lry, lsy])
     info = {"config": asdict(cfg), "key": cfg.key(),
             "train_clips": [c.name for c in train], "val_clips": [c.name for c in val],
             "test_clips": [c.name for c in test],
             "sources": sorted({f"{c.source} ({c.licence})" for c in train + val + test}),
             "synthetic_clips": cfg.synth_clips,
             "train_frames_real": int(sum(len(c.joints) for c in train))}
-    ds = Dataset(np.concatenate([rx, sx]), np.concatenate([ry, sy]), vx, vy, views, info,
-                 np.concatenate([lrx, lsx]), np.concatenate([lry, lsy]))
+    ds = Dataset(np.concatenate([rx, sx]), np.concatenate([ry, sy]), vx, vy, views, info, lstm_x, lstm_y)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         ds.save(cache)

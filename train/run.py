@@ -102,8 +102,8 @@ class Run:
         return data
 
     def _smoother_data(self):
-        """The training data the LSTM learns from: its own sequences (played up to
-        ``data.smoother_speed`` times as fast: cameras down to 15 fps), at most
+        """The training data the LSTM learns from: the lifter's sequences, or with
+        ``data.smoother_speed`` set its own (played that many times as fast); at most
         ``smoother_sequences`` of them, evenly spread over the real and synthetic ones (its
         epochs are full passes, so more data would mean longer fits, not better lifting)."""
         d = self.data
