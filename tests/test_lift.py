@@ -131,3 +131,17 @@ def test_fps_range_comes_from_the_manifest():
     assert lifter.fps_range == pytest.approx((30.0 / max(speed), 30.0 / min(speed)))
     assert 10 < lifter.fps_range[0] < 30 < lifter.fps_range[1] < 60
     assert PoseLifter(use_lstm=False).fps_range is None
+
+
+def test_lift_sequence_warns_below_the_lstm_rates(walk_kp, caplog):
+    """Below the rates the LSTM was trained for, a warning (it lags there); at 30 or 60 fps, or
+    without the LSTM, none."""
+    import logging
+    low = PoseLifter().fps_range[0]
+    with caplog.at_level(logging.WARNING, logger="posits.realtime.lift"):
+        lift_sequence(walk_kp[:20], (640, 400), fps=30.0)
+        lift_sequence(walk_kp[:20], (640, 400), fps=60.0)
+        lift_sequence(walk_kp[:20], (640, 400), fps=0.5 * low, use_lstm=False)
+        assert not caplog.records
+        lift_sequence(walk_kp[:20], (640, 400), fps=0.5 * low)
+    assert len(caplog.records) == 1 and "lag" in caplog.records[0].getMessage()

@@ -225,3 +225,21 @@ def test_help_and_version():
         assert proc.returncode == 0 and "usage" in proc.stdout
         proc = subprocess.run(cmd + ["--version"], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and "0.1.0" in proc.stdout
+
+
+def test_slow_source_warns_that_the_lstm_lags(tmp_path):
+    """A 15 fps video (the real clip, every other frame) is below the rates the shipped LSTM
+    was trained for: one warning line naming the rate and --no-lstm; none with --no-lstm."""
+    frames = read_frames(WALK)[::2]
+    slow = tmp_path / "slow.mp4"
+    writer = cv2.VideoWriter(str(slow), cv2.VideoWriter_fourcc(*"mp4v"), 15.0,
+                             (frames[0].shape[1], frames[0].shape[0]))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    proc = live("--video", slow, "--headless", "--max-frames", 10)
+    assert proc.returncode == 0, proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "LSTM" in line]
+    assert len(warned) == 1 and "15 fps" in warned[0] and "--no-lstm" in warned[0], proc.stderr
+    proc = live("--video", slow, "--headless", "--max-frames", 10, "--no-lstm")
+    assert proc.returncode == 0 and "LSTM" not in proc.stderr, proc.stderr
