@@ -156,6 +156,20 @@ def _markdown(methods: dict) -> list[str]:
     return lines
 
 
+#: The views reported in tables of their own, after the main one: report key, caption.
+_SECTIONS = (
+    ("close_up", lambda r: f"webcam close-up views (head and upper body, legs below the image; "
+                           f"{r['test_views']} views, {r['test_frames']} frames)"),
+    ("seated", lambda r: f"seated motion (synthetic, from a seed no training clip uses: no real held-out "
+                         f"clip sits; {r['test_clips']} clips, {r['test_views']} views, half of them "
+                         f"close-ups, {r['test_frames']} frames)"),
+    ("low_fps", lambda r: f"the held-out clips seen at {r['fps']:g} fps (a webcam in dim light: the motion "
+                          f"resampled, each frame its own detector noise; whole-body views; "
+                          f"{r['test_views']} views, {r['test_frames']} frames; accel in mm/frame² at "
+                          f"{r['fps']:g} fps)"),
+)
+
+
 def format_table(report: dict) -> str:
     """The report as Markdown tables (what `posits-train evaluate` prints)."""
     lines = _markdown(report["methods"])
@@ -179,23 +193,10 @@ def format_table(report: dict) -> str:
         lines += ["", "| target (whole-body views) | value | at most | met |", "|---|---:|---:|:---:|"]
         lines += [f"| {t['measure']} | {t['value']:.3g} | {t['at_most']:.3g} | {'yes' if t['met'] else '**no**'} |"
                   for t in report["targets"]]
-    close = report.get("close_up")
-    if close:
-        lines += ["", f"webcam close-up views (head and upper body, legs below the image; "
-                      f"{close['test_views']} views, {close['test_frames']} frames):", ""]
-        lines += _markdown(close["methods"])
-    seated = report.get("seated")
-    if seated:
-        lines += ["", f"seated motion (synthetic, from a seed no training clip uses: no real held-out "
-                      f"clip sits; {seated['test_clips']} clips, {seated['test_views']} views, half of "
-                      f"them close-ups, {seated['test_frames']} frames):", ""]
-        lines += _markdown(seated["methods"])
-    low = report.get("low_fps")
-    if low:
-        lines += ["", f"the held-out clips seen at {low['fps']:g} fps (a webcam in dim light: the motion "
-                      f"resampled, each frame its own detector noise; whole-body views; {low['test_views']} "
-                      f"views, {low['test_frames']} frames; accel in mm/frame² at {low['fps']:g} fps):", ""]
-        lines += _markdown(low["methods"])
+    for key, caption in _SECTIONS:                  # the other views, a table each
+        part = report.get(key)
+        if part:
+            lines += ["", caption(part) + ":", ""] + _markdown(part["methods"])
     return "\n".join(lines)
 
 
