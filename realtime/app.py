@@ -92,11 +92,10 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     detector = stack.enter_context(PoseDetector(args.pose_model))
     lifter = PoseLifter(args.models, use_lstm=not args.no_lstm, threads=args.threads,
                         bones=not args.no_bone_filter)
-    span = lifter.fps_range
-    if span is not None and source.fps < 0.95 * span[0]:
+    if lifter.lags_at(source.fps):
         log.warning("%s runs at %.0f fps, below the %.0f-%.0f fps the LSTM filter was trained for: "
                     "its output will lag (more light for a camera, or --no-lstm)", source.name,
-                    source.fps, *span)
+                    source.fps, *lifter.fps_range)
     view = None
     if not headless or recorder is not None:
         from .view3d import PoseView

@@ -276,6 +276,13 @@ class PoseLifter:
             return None
         return 30.0 / max(speed), 30.0 / min(speed)
 
+    def lags_at(self, fps: float) -> bool:
+        """True when ``fps`` is below the rates the LSTM was trained for (``fps_range``, 5 %
+        margin): the frame-to-frame motion is larger than it learned and its output lags.
+        Faster rates are fine (60 fps measured as good as 30)."""
+        span = self.fps_range
+        return span is not None and fps < 0.95 * span[0]
+
     def reset(self) -> None:
         self.lifter.reset()
         if self.smoother is not None:
@@ -334,11 +341,10 @@ def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: fl
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     stage = PoseLifter(models_dir, use_lstm=use_lstm, bones=bones)
-    span = stage.fps_range
-    if span is not None and fps < 0.95 * span[0]:
+    if stage.lags_at(fps):
         logging.getLogger(__name__).warning(
             "lift_sequence: %.1f fps is below the %.0f-%.0f fps the LSTM was trained for: it will lag",
-            fps, *span)
+            fps, *stage.fps_range)
     out = np.full(kp.shape, np.nan, dtype=np.float32)
     for t, frame in enumerate(kp):
         present = np.isfinite(frame[:, :2]).any()

@@ -174,8 +174,6 @@ class Run:
                          finals[-1]["val_loss"], finals[-1]["epochs"])
                 if lhist is None or min(hist["val_loss"]) < min(lhist["val_loss"]):
                     lifter, lhist, lp, lseed = model, hist, cand, seed
-                else:
-                    del model
         params["lifter"] = lp
         params["lifter_seed"] = lseed
         params["lifter_finals"] = finals
