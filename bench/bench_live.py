@@ -555,6 +555,7 @@ def bench_onnx(models: str | None, keypoints: np.ndarray, passes: int = 3,
     lift_sess, lstm_sess = lifter.model.session, smoother.model.session
     lift_out, lstm_out = lifter.model.outputs, smoother.model.outputs
     shapes = {n: (1, *smoother.model.inputs[n][1:]) for n in smoother.state_names}
+    dt = {"dt": np.ones((1, 1), np.float32)} if smoother.takes_dt else {}      # 30 fps
     ort_ms, call_ms = [], []
     for _ in range(passes):
         for t in range(len(norm)):
@@ -566,7 +567,7 @@ def bench_onnx(models: str | None, keypoints: np.ndarray, passes: int = 3,
             t0 = time.perf_counter()
             pose = lift_sess.run(lift_out, {"keypoints": windows[t]})[0]
             res = dict(zip(lstm_out, lstm_sess.run(lstm_out, {"pose_in": pose, "keypoints": x2d,
-                                                              **state})))
+                                                              **dt, **state})))
             ort_ms.append(1e3 * (time.perf_counter() - t0))
             state = {n: res[n[:-3] + "_out"] for n in shapes}
         stage.reset()

@@ -91,11 +91,10 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     recorder = stack.enter_context(Recorder(args.record, source.fps, size)) if args.record else None
     detector = stack.enter_context(PoseDetector(args.pose_model))
     lifter = PoseLifter(args.models, use_lstm=not args.no_lstm, threads=args.threads,
-                        bones=not args.no_bone_filter)
+                        bones=not args.no_bone_filter, fps=source.fps)
     if lifter.lags_at(source.fps):
-        log.warning("%s runs at %.0f fps, below the %.0f-%.0f fps the LSTM filter was trained for: "
-                    "its output will lag (more light for a camera, or --no-lstm)", source.name,
-                    source.fps, *lifter.fps_range)
+        log.warning("%s runs at %.0f fps: the LSTM filter lags below %.0f fps (more light for a "
+                    "camera, or --no-lstm)", source.name, source.fps, lifter.lag_fps())
     view = None
     if not headless or recorder is not None:
         from .view3d import PoseView

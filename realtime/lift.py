@@ -6,8 +6,10 @@ lifter    input  ``keypoints`` (N, W, 33, 3) float32: the last W frames of norma
                  (models/normalize.normalize_2d), oldest first, the current frame last
           output ``pose``      (N, 33, 3) float32: normalized root-relative 3D
 smoother  inputs ``pose_in`` (N, 33, 3) lifter output, ``keypoints`` (N, 33, 3) current
-                 normalized 2D, and state: ``h_in``, ``c_in`` (N, U) LSTM state, ``y_in``,
-                 ``v_in`` (N, 33, 3) previous refined pose and its velocity
+                 normalized 2D, ``dt`` (N, 1) time since the previous frame in 30 fps frames
+                 (1 at 30 fps, 2 at 15 fps; model sets made before it have no ``dt``), and
+                 state: ``h_in``, ``c_in`` (N, U) LSTM state, ``y_in``, ``v_in`` (N, 33, 3)
+                 previous refined pose and its velocity
           outputs ``pose`` (N, 33, 3) refined pose and the next state ``h_out``, ``c_out``,
                  ``y_out``, ``v_out``. State starts at zero, except ``y_in`` = the first pose_in.
 
@@ -126,19 +128,23 @@ class Lifter:
 class Smoother:
     """The streaming smoother: one step per frame, its recurrent state carried here explicitly.
 
-    Every smoother input other than ``pose_in`` and ``keypoints`` is state: ``<name>_in`` is
-    fed the previous step's ``<name>_out``. At a track start all state is zero except ``y_in``
-    (the previous refined pose), which starts at the lifter's first pose.
+    Every smoother input other than ``pose_in``, ``keypoints`` and ``dt`` is state:
+    ``<name>_in`` is fed the previous step's ``<name>_out``. At a track start all state is zero
+    except ``y_in`` (the previous refined pose), which starts at the lifter's first pose.
 
-    ``update(pose, normalized_2d)`` returns the refined normalized pose; ``reset()`` starts a
-    new track (call it when the person is lost).
+    ``update(pose, normalized_2d, dt)`` returns the refined normalized pose (``dt``: time since
+    the previous frame in 30 fps frames; a smoother without that input ignores it);
+    ``reset()`` starts a new track (call it when the person is lost).
     """
+
+    INPUTS = ("pose_in", "keypoints", "dt")
 
     def __init__(self, path: str | Path, threads: int = 1):
         self.model = OnnxModel(path, threads)
         _require(self.model, "smoother", {"pose_in", "keypoints", "h_in", "c_in"},
                  {"pose", "h_out", "c_out"})
-        self.state_names = [n for n in self.model.inputs if n not in ("pose_in", "keypoints")]
+        self.takes_dt = "dt" in self.model.inputs
+        self.state_names = [n for n in self.model.inputs if n not in self.INPUTS]
         self._shapes = {}
         for name in self.state_names:
             shape = self.model.inputs[name]
@@ -151,20 +157,25 @@ class Smoother:
         # bound buffers: this step's inputs, the state fed in, the refined pose and next state
         self._pose_in = np.zeros((1, NUM_LANDMARKS, 3), np.float32)
         self._keypoints = np.zeros((1, NUM_LANDMARKS, 3), np.float32)
+        self._dt = np.ones((1, 1), np.float32)
         self._pose = np.zeros((1, NUM_LANDMARKS, 3), np.float32)
         self._state = {n: np.zeros(s, np.float32) for n, s in self._shapes.items()}
         self._next_state = {n: np.zeros(s, np.float32) for n, s in self._shapes.items()}
+        feeds = {"pose_in": self._pose_in, "keypoints": self._keypoints}
+        if self.takes_dt:
+            feeds["dt"] = self._dt
         self._run = self.model.bind(
-            {"pose_in": self._pose_in, "keypoints": self._keypoints, **self._state},
+            {**feeds, **self._state},
             {"pose": self._pose, **{n[:-3] + "_out": b for n, b in self._next_state.items()}})
         self.reset()
 
     def reset(self) -> None:
         self._tracking = False
 
-    def update(self, pose: np.ndarray, normalized_2d: np.ndarray) -> np.ndarray:
+    def update(self, pose: np.ndarray, normalized_2d: np.ndarray, dt: float = 1.0) -> np.ndarray:
         self._pose_in[0] = pose
         self._keypoints[0] = normalized_2d
+        self._dt[0, 0] = dt
         if not self._tracking:      # a new track: zero state, y_in = this first pose
             for state in self._state.values():
                 state.fill(0.0)
@@ -247,13 +258,15 @@ class PoseLifter:
         threads: ONNX Runtime intra-op threads per model.
         bones: keep bone lengths constant over a track (BoneLengthFilter), after the LSTM.
 
+        fps: the source's frame rate, for calls that give no frame time.
+
     Loading checks each file against the manifest (sha256, normalization version).
     ``timings`` holds the last call's milliseconds for "lift" (normalization + CNN) and "lstm"
     (LSTM step + bone-length filter).
     """
 
     def __init__(self, models_dir: str | Path | None = None, use_lstm: bool = True, threads: int = 1,
-                 bones: bool = True):
+                 bones: bool = True, fps: float = 30.0):
         lifter_path, self.lifter_entry = manifest.resolve("lifter", models_dir)
         self.lifter = Lifter(lifter_path, threads)
         self.smoother = None
@@ -262,26 +275,44 @@ class PoseLifter:
             self.smoother = Smoother(smoother_path, threads)
         self.bones = BoneLengthFilter() if bones else None
         self.timings: dict[str, float] = {}
+        self.fps = float(fps) if fps and fps > 0 else 30.0
+        span = self.fps_range or (self.fps, self.fps)
+        self._dt_limits = (30.0 / span[1], 30.0 / span[0])    # the frame intervals trained for
+        self._last_t: float | None = None
 
     @property
     def fps_range(self) -> tuple[float, float] | None:
-        """The camera frame rates the LSTM was trained for, from its manifest entry: 30 fps
-        motion played ``smoother_speed`` (older model sets: ``speed``) times as fast, i.e.
+        """The camera frame rates the LSTM was trained for, from its manifest entry:
+        ``smoother_fps``, or for model sets made before the LSTM knew the frame interval, 30
+        fps motion played ``smoother_speed`` (or ``speed``) times as fast, i.e.
         (30 / fastest, 30 / slowest) fps. None without the LSTM or the record."""
         if self.smoother is None:
             return None
         cfg = self.smoother_entry.get("data_config", {})
+        fps = cfg.get("smoother_fps") if self.smoother.takes_dt else None
+        if fps and len(fps) == 2 and min(fps) > 0:
+            return float(min(fps)), float(max(fps))
         speed = cfg.get("smoother_speed") or cfg.get("speed")
         if not speed or len(speed) != 2 or min(speed) <= 0:
             return None
         return 30.0 / max(speed), 30.0 / min(speed)
 
-    def lags_at(self, fps: float) -> bool:
-        """True when ``fps`` is below the rates the LSTM was trained for (``fps_range``, 5 %
-        margin): the frame-to-frame motion is larger than it learned and its output lags.
-        Faster rates are fine (60 fps measured as good as 30)."""
+    #: Below this rate the LSTM filter lags even when it knows the frame interval: with fewer
+    #: frames per second, telling motion from jitter takes longer. Measured with the shipped
+    #: models (run full23, held-out clips resampled, 24 views per rate), MPJPE over the lifter
+    #: alone: +17.5 mm at 15 fps, +9.2 at 20, +4.1 at 24, +1.8 at 30, -1.2 at 60.
+    STEADY_FPS = 24.0
+
+    def lag_fps(self) -> float | None:
+        """The rate below which the LSTM lags (``lags_at``): the lowest it was trained for
+        (``fps_range``), and never below STEADY_FPS. None without the LSTM or the record."""
         span = self.fps_range
-        return span is not None and fps < 0.95 * span[0]
+        return None if span is None else max(span[0], self.STEADY_FPS)
+
+    def lags_at(self, fps: float) -> bool:
+        """True when ``fps`` is below ``lag_fps()`` (5 % margin: a 23.98 fps video is fine)."""
+        low = self.lag_fps()
+        return low is not None and fps < 0.95 * low
 
     def reset(self) -> None:
         self.lifter.reset()
@@ -289,9 +320,23 @@ class PoseLifter:
             self.smoother.reset()
         if self.bones is not None:
             self.bones.reset()
+        self._last_t = None
 
-    def __call__(self, pose2d: Pose2D | None) -> Pose3D | None:
-        """The 3D pose for this frame, or None (and a reset) when there is no person."""
+    def frame_dt(self, t: float | None) -> float:
+        """The smoother's ``dt`` for a frame at time ``t`` (seconds; None: one frame at
+        ``fps``): the time since the previous frame in 30 fps frames, kept within the
+        intervals the LSTM was trained for (frames dropped from a camera make it larger)."""
+        last, self._last_t = self._last_t, t
+        if t is None or last is None or not t > last:
+            dt = 30.0 / self.fps
+        else:
+            dt = 30.0 * (t - last)
+        lo, hi = self._dt_limits
+        return min(max(dt, lo), hi)
+
+    def __call__(self, pose2d: Pose2D | None, t: float | None = None) -> Pose3D | None:
+        """The 3D pose for this frame, or None (and a reset) when there is no person.
+        ``t``: the frame's time in seconds (e.g. ``Frame.t_source``); None: frames at ``fps``."""
         if pose2d is None:
             self.reset()
             self.timings = {"lift": 0.0, "lstm": 0.0}
@@ -301,7 +346,7 @@ class PoseLifter:
         y = self.lifter(x)
         t1 = time.perf_counter()
         if self.smoother is not None:
-            y = self.smoother.update(y, x)
+            y = self.smoother.update(y, x, self.frame_dt(t))
         xyz = denormalize_3d(y)
         if self.bones is not None:
             xyz = self.bones(xyz)
@@ -319,10 +364,10 @@ def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: fl
         keypoints_2d: (T, 33, 3) float: x, y in pixels and visibility; NaN rows for frames
             with no person.
         image_size: (width, height) of the images the keypoints come from.
-        fps: frame rate of the sequence. The LSTM was trained for a range of camera rates
-            (``PoseLifter.fps_range``, from the manifest); below it a warning is logged: the
-            frame-to-frame motion is larger than it learned and the filter lags (resample to
-            30 fps, or use ``use_lstm=False``). Faster rates (60 fps) measured as good as 30.
+        fps: frame rate of the sequence (the LSTM is told the frame interval). It was
+            trained for a range of camera rates (``PoseLifter.fps_range``, from the manifest:
+            15-60 fps for the shipped one), but below 24 fps it lags (``PoseLifter.lag_fps``):
+            a warning is logged (``use_lstm=False`` is more accurate there, not steadier).
         models_dir: another trained model set (default: the shipped one).
         use_lstm: False returns the lifter alone.
         bones: keep each bone at the track's average length (as posits-live does).
@@ -340,11 +385,11 @@ def lift_sequence(keypoints_2d: np.ndarray, image_size: tuple[int, int], fps: fl
         raise ValueError(f"image_size must be positive (width, height), got {image_size}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    stage = PoseLifter(models_dir, use_lstm=use_lstm, bones=bones)
+    stage = PoseLifter(models_dir, use_lstm=use_lstm, bones=bones, fps=fps)
     if stage.lags_at(fps):
         logging.getLogger(__name__).warning(
-            "lift_sequence: %.1f fps is below the %.0f-%.0f fps the LSTM was trained for: it will lag",
-            fps, *stage.fps_range)
+            "lift_sequence: at %.1f fps the LSTM filter lags (it keeps up from %.0f fps on); "
+            "use_lstm=False is more accurate there", fps, stage.lag_fps())
     out = np.full(kp.shape, np.nan, dtype=np.float32)
     for t, frame in enumerate(kp):
         present = np.isfinite(frame[:, :2]).any()

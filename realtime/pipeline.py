@@ -4,7 +4,7 @@
         policy "latest" (camera): one slot, the newest frame wins (drops counted)
         policy "all" (video): bounded queue, back-pressure, every frame
     inference thread (Pipeline)     detector(image, t) -> Pose2D | None
-                                    lifter(pose2d)     -> Pose3D | None   (CNN + LSTM)
+                                    lifter(pose2d, t)  -> Pose3D | None   (CNN + LSTM)
         -> Result(frame, pose2d, pose3d, timings ms: capture, detect, lift, lstm)
         into a small bounded results channel; the worker takes its next frame only when
         the channel has room, so with a camera that frame is the newest one and a slow
@@ -48,7 +48,7 @@ class Lifter(Protocol):
 
     timings: dict[str, float]
 
-    def __call__(self, pose2d: Pose2D | None) -> Pose3D | None: ...
+    def __call__(self, pose2d: Pose2D | None, t: float | None = None) -> Pose3D | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +117,7 @@ class Pipeline:
             pose2d = self.detector(frame.image, frame.t_source)
         pose3d = None
         if self.lifter is not None:
-            pose3d = self.lifter(pose2d)
+            pose3d = self.lifter(pose2d, frame.t_source)
             timings.update(self.lifter.timings)
         return Result(frame=frame, pose2d=pose2d, pose3d=pose3d, timings=timings)
 

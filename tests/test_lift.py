@@ -73,7 +73,8 @@ def test_bound_buffers_match_plain_session_runs(walk_kp):
                          for n in stage.smoother.state_names}
                 if "y_in" in state:
                     state["y_in"] = pose.copy()
-            out = smoother(pose_in=pose, keypoints=x[None], **state)
+            dt = {"dt": np.ones((1, 1), np.float32)} if stage.smoother.takes_dt else {}   # 30 fps
+            out = smoother(pose_in=pose, keypoints=x[None], **dt, **state)
             state = {n: out[n[:-3] + "_out"] for n in state}
             want.append(denormalize_3d(out["pose"][0]))
     np.testing.assert_allclose(np.stack(got), np.stack(want), atol=1e-6)
@@ -122,22 +123,54 @@ def test_bone_length_filter_keeps_lengths_and_directions():
 
 
 def test_fps_range_comes_from_the_manifest():
-    """The camera rates the LSTM was trained for: 30 fps motion played smoother_speed (older
-    model sets: speed) times as fast; None for the lifter alone."""
-    from posits.models import manifest
+    """The camera rates the LSTM was trained for: its data config's smoother_fps (it is told
+    the frame interval); None for the lifter alone."""
     lifter = PoseLifter()
     cfg = manifest.resolve("smoother", None)[1]["data_config"]
-    speed = cfg.get("smoother_speed") or cfg["speed"]
-    assert lifter.fps_range == pytest.approx((30.0 / max(speed), 30.0 / min(speed)))
-    assert 10 < lifter.fps_range[0] < 30 < lifter.fps_range[1] < 60
+    assert lifter.smoother.takes_dt and "dt" not in lifter.smoother.state_names
+    assert lifter.fps_range == tuple(cfg["smoother_fps"]) == (15.0, 60.0)
     assert PoseLifter(use_lstm=False).fps_range is None
+    # it still lags below 24 fps (measured): the warning's threshold
+    assert lifter.lag_fps() == 24.0 and lifter.lags_at(20.0) and not lifter.lags_at(23.976)
+    assert not lifter.lags_at(60.0) and not PoseLifter(use_lstm=False).lags_at(10.0)
+
+
+def test_frame_interval_comes_from_frame_times():
+    """The smoother's dt: the time since the previous frame in 30 fps frames, from the frame
+    times (a camera that drops frames) or else the source's rate, kept within the intervals
+    the LSTM was trained for; a track starts at the source's rate."""
+    stage = PoseLifter(fps=15.0)
+    assert stage.frame_dt(None) == pytest.approx(2.0)
+    assert stage.frame_dt(10.0) == pytest.approx(2.0)              # a track's first frame
+    assert stage.frame_dt(10.0 + 1 / 30) == pytest.approx(1.0)
+    assert stage.frame_dt(10.0 + 2 / 30) == pytest.approx(1.0)
+    assert stage.frame_dt(10.0 + 7 / 30) == pytest.approx(2.0)     # 5 frames dropped: 15 fps at most
+    assert stage.frame_dt(10.0 + 7.5 / 30) == pytest.approx(0.5)   # 60 fps at least
+    stage.reset()
+    assert stage.frame_dt(20.0) == pytest.approx(2.0)
+    assert PoseLifter().frame_dt(None) == pytest.approx(1.0)
+
+
+def test_lstm_follows_a_15_fps_source_closer_when_told_its_rate(walk_kp):
+    """The real clip at 15 fps (every other frame): told the rate, the LSTM expects the larger
+    frame-to-frame motion and stays closer to the lifter's poses than when it takes the frames
+    for 30 fps ones (then it smooths the motion away as jitter, and lags), while still
+    steadying them."""
+    kp = walk_kp[::2]
+    lifted = lift_sequence(kp, (640, 400), fps=15.0, use_lstm=False, bones=False)
+    told = lift_sequence(kp, (640, 400), fps=15.0, bones=False)
+    untold = lift_sequence(kp, (640, 400), fps=30.0, bones=False)
+    gap = lambda p: np.nanmean(np.linalg.norm(p - lifted, axis=-1))  # noqa: E731
+    acc = lambda p: np.nanmean(np.linalg.norm(np.diff(p, 2, axis=0), axis=-1))  # noqa: E731
+    assert gap(told) < 0.8 * gap(untold)
+    assert acc(told) < acc(lifted)
 
 
 def test_lift_sequence_warns_below_the_lstm_rates(walk_kp, caplog):
-    """Below the rates the LSTM was trained for, a warning (it lags there); at 30 or 60 fps, or
+    """Below the rate from which the LSTM keeps up (lag_fps), a warning (it lags there); at 30 or 60 fps, or
     without the LSTM, none."""
     import logging
-    low = PoseLifter().fps_range[0]
+    low = PoseLifter().lag_fps()
     with caplog.at_level(logging.WARNING, logger="posits.realtime.lift"):
         lift_sequence(walk_kp[:20], (640, 400), fps=30.0)
         lift_sequence(walk_kp[:20], (640, 400), fps=60.0)

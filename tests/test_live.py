@@ -228,11 +228,11 @@ def test_help_and_version():
 
 
 def test_slow_source_warns_that_the_lstm_lags(tmp_path):
-    """A 15 fps video (the real clip, every other frame) is below the rates the shipped LSTM
+    """A 10 fps video (the real clip, every third frame) is below the rates the shipped LSTM
     was trained for: one warning line naming the rate and --no-lstm; none with --no-lstm."""
-    frames = read_frames(WALK)[::2]
+    frames = read_frames(WALK)[::3]
     slow = tmp_path / "slow.mp4"
-    writer = cv2.VideoWriter(str(slow), cv2.VideoWriter_fourcc(*"mp4v"), 15.0,
+    writer = cv2.VideoWriter(str(slow), cv2.VideoWriter_fourcc(*"mp4v"), 10.0,
                              (frames[0].shape[1], frames[0].shape[0]))
     for frame in frames:
         writer.write(frame)
@@ -240,6 +240,6 @@ def test_slow_source_warns_that_the_lstm_lags(tmp_path):
     proc = live("--video", slow, "--headless", "--max-frames", 10)
     assert proc.returncode == 0, proc.stderr
     warned = [line for line in proc.stderr.splitlines() if "LSTM" in line]
-    assert len(warned) == 1 and "15 fps" in warned[0] and "--no-lstm" in warned[0], proc.stderr
+    assert len(warned) == 1 and "10 fps" in warned[0] and "--no-lstm" in warned[0], proc.stderr
     proc = live("--video", slow, "--headless", "--max-frames", 10, "--no-lstm")
     assert proc.returncode == 0 and "LSTM" not in proc.stderr, proc.stderr

@@ -59,36 +59,42 @@ def test_export_parity_on_real_motion(quick_run):
     x = fit.gather_windows(d.val_x, np.arange(len(d.val_x)), np.full(len(d.val_x), d.val_x.shape[1] - 1), w)
     assert export.lifter_parity(lifter, quick_run[0] / "export" / "lifter.onnx", x) < 1e-4
     lifted = fit.lift_sequences(lifter, d.val_x[:8])
-    assert export.smoother_parity(seq, quick_run[0] / "export" / "smoother.onnx", lifted, d.val_x[:8]) < 1e-4
+    assert export.smoother_parity(seq, quick_run[0] / "export" / "smoother.onnx", lifted, d.val_x[:8],
+                                  dt=np.geomspace(0.5, 2.0, 8)) < 1e-4
 
 
 def test_lstm_learns_from_an_even_spread_of_its_own_sequences(quick_run):
-    """With data.smoother_speed set (the quick run sets it) the LSTM learns from sequences of its
-    own (half as many as the lifter's, played that many times as fast); with smoother_sequences
-    below their number it gets an evenly spread subset (real sequences come first, synthetic
-    ones after: both must be in it). Without it (the default), from the lifter's sequences."""
+    """With data.smoother_fps set (the default) the LSTM learns from sequences of its own (half
+    as many as the lifter's), each the motion seen by a camera at a rate in that range, its
+    frame interval kept; with smoother_sequences below their number it gets an evenly spread
+    subset (real sequences come first, synthetic ones after: both must be in it). Without it,
+    from the lifter's sequences, at 30 fps."""
     from dataclasses import replace
     from posits.train.config import TrainConfig
     from posits.train.run import Run
     config = TrainConfig.load(quick_run[0] / "config.json")
+    assert config.data.smoother_fps == (15.0, 60.0)
     run = Run(quick_run[0], config, quick_run[1] / "cache")
     d = run.data
     n = len(d.smoother_x)
     assert n == config.data.real_sequences // 2 + config.data.synth_sequences // 2
     assert d.smoother_x.shape[1:] == d.train_x.shape[1:] and d.smoother_y.shape == d.smoother_x.shape
+    assert d.smoother_dt.shape == (n,) and 0.5 <= d.smoother_dt.min() < 0.7 and 1.5 < d.smoother_dt.max() <= 2.0
     assert len(run._smoother_data().train_x) == n            # the quick data is smaller: all of it
     run.cfg = replace(config, smoother_sequences=n // 3)
     sub = run._smoother_data()
     assert n // 3 - 1 <= len(sub.train_x) <= n // 3 and len(sub.train_y) == len(sub.train_x)
     np.testing.assert_array_equal(sub.train_x, d.smoother_x[::3])
     np.testing.assert_array_equal(sub.train_y, d.smoother_y[::3])
+    np.testing.assert_array_equal(sub.train_dt, d.smoother_dt[::3])
     assert sub.val_x is d.val_x
-    # faster playback: larger frame-to-frame motion than the lifter's sequences, on average
-    def step(y):
-        return np.linalg.norm(np.diff(y, axis=1), axis=-1).mean()
-    assert step(d.smoother_y) > 1.1 * step(d.train_y)
-    run._data = replace(d, smoother_x=None, smoother_y=None)     # the default: the lifter's data
+    # a longer frame interval: larger frame-to-frame motion, about in proportion
+    step = np.linalg.norm(np.diff(d.smoother_y, axis=1), axis=-1).mean(axis=(1, 2))
+    slow, fast = d.smoother_dt > 1.4, d.smoother_dt < 0.7
+    assert step[slow].mean() > 1.5 * step[fast].mean()
+    run._data = replace(d, smoother_x=None, smoother_y=None, smoother_dt=None)   # smoother_fps None
     run.cfg = replace(config, smoother_sequences=len(d.train_x) // 2)
+    assert run._smoother_data().train_dt is None
     np.testing.assert_array_equal(run._smoother_data().train_x, d.train_x[::2])
 
 
@@ -98,7 +104,7 @@ def test_manifest_describes_exports(quick_run):
         path, entry = manifest.resolve(role, quick_run[0] / "export")
         assert entry["normalization_version"] == NORMALIZATION_VERSION and entry["hyperparameters"]
         assert entry["data"]["test_clips"] and entry["metrics"]["lifter + LSTM"]["pa_mpjpe_mm"] > 0
-        assert {i["name"] for i in entry["inputs"]} >= ({"keypoints"} if role == "lifter" else {"h_in", "c_in"})
+        assert {i["name"] for i in entry["inputs"]} >= ({"keypoints"} if role == "lifter" else {"h_in", "c_in", "dt"})
     assert set(data["models"]) == {"lifter", "smoother"}
 
 

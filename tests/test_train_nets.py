@@ -30,22 +30,41 @@ def test_flip_averaged_lifter_is_mirror_equivariant(kp2d):
 
 
 def test_filter_smoother_step_form_equals_sequence_form(kp2d):
-    """Stepping the single-step model with its state fed back reproduces the sequence model; a
+    """Stepping the single-step model with its state fed back reproduces the sequence model,
+    with a frame interval that changes from frame to frame (a camera dropping frames); a
     track's first output is the lifter's own pose (y starts at it, v at zero)."""
     seq, step = nets.build_smoother(16, None)
     rng = np.random.default_rng(0)
     for layer in (seq.get_layer("rnn").cell.gains,):       # non-trivial gains
         layer.set_weights([0.3 * rng.standard_normal(w.shape).astype(np.float32) for w in layer.get_weights()])
     pose = (kp2d * 0.5).astype(np.float32)
-    ref = seq.predict([pose, kp2d], verbose=0)
+    dt = rng.uniform(0.5, 2.0, (1, pose.shape[1], 1)).astype(np.float32)
+    ref = seq.predict([pose, kp2d, dt], verbose=0)
     np.testing.assert_allclose(ref[:, 0], pose[:, 0], atol=1e-6)
     state = [np.zeros((1, 16), np.float32), np.zeros((1, 16), np.float32), pose[:, 0], np.zeros_like(pose[:, 0])]
     outs = []
     for t in range(pose.shape[1]):
-        out, *state = step.predict([pose[:, t], kp2d[:, t], *state], verbose=0)
+        out, *state = step.predict([pose[:, t], kp2d[:, t], dt[:, t], *state], verbose=0)
         outs.append(out)
     np.testing.assert_allclose(np.stack(outs, axis=1), ref, atol=1e-5)
     assert not np.allclose(ref, pose, atol=1e-3)             # it does filter
+    at_30 = seq.predict([pose, kp2d, nets.frame_dt(None, 1, pose.shape[1])], verbose=0)
+    assert not np.allclose(at_30[:, 2:], ref[:, 2:], atol=1e-4)   # and the frame interval counts
+
+
+def test_filter_smoother_predicts_the_motion_over_the_frame_interval():
+    """With the filter's gains at zero its output is its prediction y + v dt: the velocity is
+    per 30 fps frame, so at 15 fps (dt 2) a steady motion is predicted twice as far."""
+    seq, step = nets.build_smoother(8, None)
+    gains = seq.get_layer("rnn").cell.gains
+    w, b = gains.get_weights()
+    gains.set_weights([np.zeros_like(w), np.full_like(b, -30.0)])       # sigmoid(-30) ~ 0
+    y = np.random.default_rng(1).normal(size=(1, 33, 3)).astype(np.float32)
+    v = np.full((1, 33, 3), 0.01, np.float32)
+    zeros = np.zeros((1, 8), np.float32)
+    for dt in (1.0, 2.0, 0.5):
+        out = step.predict([y, y, np.array([[dt]], np.float32), zeros, zeros, y, v], verbose=0)[0]
+        np.testing.assert_allclose(out, y + v * dt, atol=1e-6)
 
 
 def test_pa_mpjpe_loss_matches_the_metric_and_ignores_similarity_transforms():

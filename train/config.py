@@ -50,9 +50,13 @@ class TrainConfig:
             if bad:
                 raise ValueError(f"unknown data config keys: {', '.join(sorted(bad))}")
             d = dict(data["data"])
-            for k in ("body_scale", "speed", "smoother_speed"):
+            for k in ("body_scale", "speed", "smoother_fps"):
                 if d.get(k) is not None:
                     d[k] = tuple(d[k])
+            fps = d.get("smoother_fps")
+            if fps is not None and (len(fps) != 2 or not all(isinstance(f, (int, float)) and f > 0 for f in fps)
+                                    or fps[0] > fps[1]):
+                raise ValueError(f"data config key smoother_fps must be [lowest, highest] fps > 0 or null, got {list(fps)}")
             data["data"] = DataConfig(**d)
         for k, v in data.items():
             if k == "data":
@@ -86,8 +90,7 @@ DEFAULT = TrainConfig()
 QUICK = TrainConfig(
     data=DataConfig(seq_len=32, real_sequences=150, synth_sequences=150, synth_clips=8,
                     val_sequences=40, test_cameras=1, test_close_cameras=1,
-                    test_seated_clips=1, test_low_fps_cameras=1,
-                    smoother_speed=(0.7, 2.0)),     # the tests exercise the LSTM's own sequences
+                    test_seated_clips=1, test_low_fps_cameras=1),
     lifter_trials=2, smoother_trials=1, search_epochs=2, search_steps=15,
     smoother_search_epochs=2, fit_epochs=4, fit_steps=30, fit_patience=2, smoother_epochs=4,
     baseline_epochs=2,

@@ -29,7 +29,7 @@ VAL_CLIPS = ("deepmimic/punch", "deepmimic/kick")
 #: Seed offset of the held-out synthetic seated clips (training synthesizes with ``cfg.seed``).
 SEATED_TEST_SEED = 10_000
 #: Bumped when the way data is made changes (part of the cache key).
-DATA_VERSION = 7
+DATA_VERSION = 8
 
 SEGMENTS = ("hip", "torso", "shoulder", "head", "upper_arm", "forearm", "hand", "thigh", "shin", "foot")
 ARM = (13, 15, 17, 19, 21)      # left arm below the shoulder (mirror for the right)
@@ -41,8 +41,9 @@ class DataConfig:
     """How training sequences are made (recorded in the manifest)."""
 
     seq_len: int = 96                 # frames per sample sequence (30 fps)
-    real_sequences: int = 6000        # sample sequences cut from real training clips
-    synth_sequences: int = 6000       # sample sequences from synthetic motion
+    real_sequences: int = 12000       # sample sequences cut from real training clips
+    synth_sequences: int = 12000      # sample sequences from synthetic motion (6000 + 6000
+                                      # before run full22: README, Training data)
     synth_clips: int = 400            # synthetic clips generated (300 frames each)
     synth_seated: float = 0.2         # fraction of the synthetic clips that sit (synth.SEATED)
     val_sequences: int = 400
@@ -51,9 +52,10 @@ class DataConfig:
     bone_scale: float = 0.07          # std of per-segment length factors
     body_scale: tuple = (0.85, 1.15)  # overall body size factor
     speed: tuple = (0.7, 1.4)         # playback speed factor
-    smoother_speed: tuple | None = None  # (lo, hi): the LSTM learns from sequences of its own
-                                      # played lo-hi times as fast (2x: a 15 fps camera); None:
-                                      # from the lifter's (run full20 tried (0.7, 2.0): README)
+    smoother_fps: tuple | None = (15.0, 60.0)  # (lo, hi) camera rates the LSTM learns: each of its
+                                      # sequences is the motion (tempo: ``speed``) seen at a rate
+                                      # drawn log-uniformly in lo-hi, the frame interval given to
+                                      # the LSTM; None: the lifter's sequences, all at 30 fps
     limb_mix: float = 0.5             # probability of taking limbs from another clip (mix_limbs)
     close_up: float = 0.3             # probability of a webcam close-up (project.close_camera)
     test_close_cameras: int = 4       # close-up cameras per test clip (reported separately)
@@ -154,13 +156,17 @@ def augment(joints: np.ndarray, donor: np.ndarray | None, cfg: DataConfig,
 
 # --- sample sequences -----------------------------------------------------------------------
 
-def _segments(clips, n: int, cfg: DataConfig, rng, augment_on: bool):
-    """n random (seq_len, 33, 3) world-frame segments from ``clips`` (with speed changes)."""
+def _segments(clips, n: int, cfg: DataConfig, rng, augment_on: bool, frame_dt=None):
+    """n random (seq_len, 33, 3) world-frame segments from ``clips`` (with speed changes).
+    ``frame_dt`` (n,): each segment's frame interval in 30 fps frames (2: a 15 fps camera),
+    the motion resampled accordingly on top of its tempo change."""
     L = cfg.seq_len
     lengths = np.array([len(c) for c in clips], float)
-    for _ in range(n):
+    for i in range(n):
         c = rng.choice(len(clips), p=lengths / lengths.sum())
         speed = rng.uniform(*cfg.speed) if augment_on else 1.0
+        if frame_dt is not None:
+            speed *= float(frame_dt[i])
         need = int(np.ceil(L * speed)) + 2
         clip = clips[c]
         if len(clip) < need:
@@ -193,12 +199,14 @@ def make_camera(joints: np.ndarray, close_up: bool, rng) -> tuple[np.ndarray, pr
 
 
 def make_sequences(clips: list[np.ndarray], n: int, cfg: DataConfig, rng: np.random.Generator,
-                   augment_on: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """n sample sequences -> (x2d (n, L, 33, 3) normalized 2D, y3d (n, L, 33, 3) root-relative)."""
+                   augment_on: bool = True, frame_dt=None) -> tuple[np.ndarray, np.ndarray]:
+    """n sample sequences -> (x2d (n, L, 33, 3) normalized 2D, y3d (n, L, 33, 3) root-relative).
+    ``frame_dt`` (n,): the sequences as cameras with these frame intervals (in 30 fps frames)
+    see the motion (None: 30 fps)."""
     noise = project.NoiseConfig(**cfg.noise)
     xs, ys = [], []
-    donors = list(_segments(clips, n, cfg, rng, augment_on)) if augment_on else None
-    for i, seg in enumerate(_segments(clips, n, cfg, rng, augment_on)):
+    donors = list(_segments(clips, n, cfg, rng, augment_on, frame_dt)) if augment_on else None
+    for i, seg in enumerate(_segments(clips, n, cfg, rng, augment_on, frame_dt)):
         if augment_on:
             seg = augment(seg, donors[i], cfg, rng)
         seg, camera = make_camera(seg, rng.random() < cfg.close_up, rng)
@@ -243,14 +251,17 @@ class Dataset:
     val_y: np.ndarray
     test: list[dict]            # {"clip", "camera", "kp2d", "y3d", "size", "framing", "fps"} per view
     info: dict
-    smoother_x: np.ndarray | None = None    # the LSTM's own training sequences (smoother_speed)
+    smoother_x: np.ndarray | None = None    # the LSTM's own training sequences (smoother_fps)
     smoother_y: np.ndarray | None = None
+    smoother_dt: np.ndarray | None = None   # (N,) their frame intervals in 30 fps frames
+    train_dt: np.ndarray | None = None      # (N,) frame intervals of train_x (None: all 1, 30 fps)
 
     def save(self, path: Path) -> None:
         arrays = {"train_x": self.train_x, "train_y": self.train_y,
                   "val_x": self.val_x, "val_y": self.val_y}
         if self.smoother_x is not None:
             arrays["smoother_x"], arrays["smoother_y"] = self.smoother_x, self.smoother_y
+            arrays["smoother_dt"] = self.smoother_dt
         for i, t in enumerate(self.test):
             arrays[f"test{i}_kp2d"], arrays[f"test{i}_y3d"] = t["kp2d"], t["y3d"]
         meta = {"info": self.info, "test": [{k: t[k] for k in ("clip", "camera", "size", "framing", "fps")}
@@ -266,7 +277,8 @@ class Dataset:
             meta = json.loads(str(z["meta"]))
             test = [{**m, "size": tuple(m["size"]), "kp2d": z[f"test{i}_kp2d"], "y3d": z[f"test{i}_y3d"]}
                     for i, m in enumerate(meta["test"])]
-            smoother = (z["smoother_x"], z["smoother_y"]) if "smoother_x" in z.files else (None, None)
+            smoother = ((z["smoother_x"], z["smoother_y"], z["smoother_dt"]) if "smoother_x" in z.files
+                        else (None, None, None))
             return cls(z["train_x"], z["train_y"], z["val_x"], z["val_y"], test, meta["info"], *smoother)
 
 
@@ -306,14 +318,18 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
              + held_out_views(test, [True] * cfg.test_close_cameras, cfg, rngs[1], "close")
              + held_out_views(seated, [False, False, True, True], cfg, rngs[2], "seated")
              + held_out_views(test, [False] * cfg.test_low_fps_cameras, cfg, rngs[3], "15fps", fps=15.0))
-    lstm_x = lstm_y = None
-    if cfg.smoother_speed is not None:
+    lstm_x = lstm_y = lstm_dt = None
+    if cfg.smoother_fps is not None:
         # The LSTM's own sequences, with a generator of their own (the lifter's data above do
-        # not change): the training motion played smoother_speed times as fast, e.g. up to 2x
-        # for the larger frame-to-frame motion of a camera running at 15-20 fps.
-        lcfg, lrng = replace(cfg, speed=tuple(cfg.smoother_speed)), np.random.default_rng([cfg.seed, 7923])
-        lrx, lry = make_sequences([c.joints for c in train], cfg.real_sequences // 2, lcfg, lrng)
-        lsx, lsy = make_sequences(synth, cfg.synth_sequences // 2, lcfg, lrng)
+        # not change): the training motion seen by cameras running at smoother_fps (log-uniform),
+        # each sequence's frame interval kept: the LSTM is told it, as posits-live tells it the
+        # camera's.
+        lo, hi = cfg.smoother_fps
+        lrng = np.random.default_rng([cfg.seed, 7923])
+        n_real, n_synth = cfg.real_sequences // 2, cfg.synth_sequences // 2
+        lstm_dt = np.exp(lrng.uniform(np.log(30.0 / hi), np.log(30.0 / lo), n_real + n_synth)).astype(np.float32)
+        lrx, lry = make_sequences([c.joints for c in train], n_real, cfg, lrng, frame_dt=lstm_dt[:n_real])
+        lsx, lsy = make_sequences(synth, n_synth, cfg, lrng, frame_dt=lstm_dt[n_real:])
         lstm_x, lstm_y = np.concatenate([lrx, lsx]), np.concatenate([lry, lsy])
     info = {"config": asdict(cfg), "key": cfg.key(),
             "train_clips": [c.name for c in train], "val_clips": [c.name for c in val],
@@ -321,7 +337,7 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
             "sources": sorted({f"{c.source} ({c.licence})" for c in train + val + test}),
             "synthetic_clips": cfg.synth_clips,
             "train_frames_real": int(sum(len(c.joints) for c in train))}
-    ds = Dataset(np.concatenate([rx, sx]), np.concatenate([ry, sy]), vx, vy, views, info, lstm_x, lstm_y)
+    ds = Dataset(np.concatenate([rx, sx]), np.concatenate([ry, sy]), vx, vy, views, info, lstm_x, lstm_y, lstm_dt)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         ds.save(cache)

@@ -65,15 +65,18 @@ def lifter_parity(keras_model, onnx_path: Path, x: np.ndarray) -> float:
     return float(np.abs(ref - got).max())
 
 
-def smoother_parity(seq_model, onnx_path: Path, pose: np.ndarray, kp: np.ndarray) -> float:
+def smoother_parity(seq_model, onnx_path: Path, pose: np.ndarray, kp: np.ndarray, dt=None) -> float:
     """Max abs difference between the Keras sequence output and the ONNX step model stepped
-    frame by frame, its state fed back by the live loop's own Smoother: pose, kp (N, T, 33, 3)."""
+    frame by frame, its state fed back by the live loop's own Smoother: pose, kp (N, T, 33, 3);
+    ``dt`` (N,): each sequence's frame interval in 30 fps frames (None: 1)."""
     from posits.realtime.lift import Smoother
-    ref = seq_model.predict([pose, kp], verbose=0)
+    from .nets import frame_dt
+    dts = frame_dt(dt, pose.shape[0], pose.shape[1])
+    ref = seq_model.predict([pose, kp, dts], verbose=0)
     worst = 0.0
     for n in range(pose.shape[0]):
         step = Smoother(onnx_path)
-        got = np.stack([step.update(pose[n, t], kp[n, t]) for t in range(pose.shape[1])])
+        got = np.stack([step.update(pose[n, t], kp[n, t], float(dts[n, t, 0])) for t in range(pose.shape[1])])
         worst = max(worst, float(np.abs(got - ref[n]).max()))
     return worst
 

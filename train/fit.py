@@ -106,15 +106,20 @@ def smoother_loss(vel_weight: float, acc_weight: float):
 
 def fit_smoother(params: dict, lifted_train: np.ndarray, data: Dataset, lifted_val: np.ndarray,
                  epochs: int, batch: int = 64, patience: int = 4, seed: int = 0, progress=None):
-    """Train the LSTM on lifter outputs -> (sequence model, step model, history dict)."""
+    """Train the LSTM on lifter outputs -> (sequence model, step model, history dict).
+    Each training sequence's frame interval is ``data.train_dt`` (None: 30 fps); the
+    validation sequences are at 30 fps."""
     import keras
     keras.utils.set_random_seed(seed)
-    seq_model, step_model = nets.build_smoother(int(params["lstm_units"]), data.train_x.shape[1])
+    n, steps = data.train_x.shape[:2]
+    seq_model, step_model = nets.build_smoother(int(params["lstm_units"]), steps)
     loss = smoother_loss(float(params.get("vel_weight", 2.0)), float(params.get("acc_weight", 4.0)))
     seq_model.compile(optimizer=keras.optimizers.Adam(float(params.get("lstm_lr", 1e-3)), clipnorm=1.0),
                       loss=loss)
-    hist = seq_model.fit([lifted_train, data.train_x], data.train_y, batch_size=batch, epochs=epochs,
-                         validation_data=([lifted_val, data.val_x], data.val_y), verbose=0,
+    dt_train = nets.frame_dt(data.train_dt, n, steps)
+    dt_val = nets.frame_dt(None, len(data.val_x), data.val_x.shape[1])
+    hist = seq_model.fit([lifted_train, data.train_x, dt_train], data.train_y, batch_size=batch, epochs=epochs,
+                         validation_data=([lifted_val, data.val_x, dt_val], data.val_y), verbose=0,
                          callbacks=_callbacks(patience, progress), shuffle=True)
     return seq_model, step_model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 

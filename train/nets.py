@@ -4,9 +4,12 @@ Build functions only; nothing runs at import.
 
 Shapes follow realtime/lift.py's ONNX contract:
     lifter    keypoints (N, W, 33, 3) -> pose (N, 33, 3)
-    smoother  sequence form: pose_in (N, T, 33, 3), keypoints (N, T, 33, 3) -> pose (N, T, 33, 3)
-              step form:     pose_in, keypoints (N, 33, 3), h_in, c_in (N, U), y_in, v_in (N, 33, 3)
+    smoother  sequence form: pose_in (N, T, 33, 3), keypoints (N, T, 33, 3), dt (N, T, 1)
+                             -> pose (N, T, 33, 3)
+              step form:     pose_in, keypoints (N, 33, 3), dt (N, 1), h_in, c_in (N, U),
+                             y_in, v_in (N, 33, 3)
                              -> pose (N, 33, 3), h_out, c_out (N, U), y_out, v_out (N, 33, 3)
+    dt is the time since the previous frame in 30 fps frames (1 at 30 fps, 2 at 15 fps).
 """
 from __future__ import annotations
 
@@ -140,17 +143,22 @@ def build_mlp_baseline(units: int = 1024, blocks: int = 2, dropout: float = 0.2)
 class FilterCell(layers.Layer):
     """One step of the smoother: an LSTM that sets the gains of a per-coordinate alpha-beta filter.
 
-    State: LSTM ``h``, ``c`` (U), the previous refined pose ``y`` and its velocity ``v`` (99).
-    Each frame the filter predicts ``y + v``; the innovation ``r`` is the lifter's pose minus
-    that prediction; the LSTM (fed the innovation, the lifter pose, the 2D and the velocity)
-    outputs gains ``a, b`` in (0, 1) per coordinate, and
+    State: LSTM ``h``, ``c`` (U), the previous refined pose ``y`` and its velocity ``v`` (99,
+    per 30 fps frame). Input: the lifter's pose ``p``, the 2D ``k`` and the time since the
+    previous frame ``dt`` (in 30 fps frames: 1 at 30 fps, 2 at 15 fps). Each frame the filter
+    predicts ``y + v dt``; the innovation ``r`` is the lifter's pose minus that prediction; the
+    LSTM (fed the innovation, the lifter pose, the 2D, the velocity and log dt) outputs gains
+    ``a, b`` in (0, 1) per coordinate, and
 
-        y' = (y + v) + a * r          v' = v + b * r
+        y' = (y + v dt) + a * r          v' = v + b * r / dt
 
     So the output is always a blend of the lifter and the motion so far: the network can only
     choose how much to trust each new frame (steady on jitter, quick on real motion), it never
-    has to reproduce the pose from memory. At a track start ``y`` is the lifter's first pose
-    and ``v`` zero, so the first output equals the lifter's.
+    has to reproduce the pose from memory. Knowing dt, one LSTM serves cameras from 15 to
+    60 fps (and frames dropped on the way): the same motion moves twice as far between frames
+    at 15 fps, which an LSTM trained at 30 fps takes for a jitter to smooth away, and lags
+    (README, Accuracy). At a track start ``y`` is the lifter's first pose and ``v`` zero, so
+    the first output equals the lifter's.
     """
 
     def __init__(self, units: int, **kwargs):
@@ -163,19 +171,19 @@ class FilterCell(layers.Layer):
                                   bias_initializer=keras.initializers.Constant(-1.0))
 
     def build(self, input_shape):
-        self.lstm.build((None, 4 * F))
+        self.lstm.build((None, 4 * F + 1))
         self.gains.build((None, self.units))
         self.built = True
 
     def call(self, inputs, states):
         h, c, y, v = states
-        p, k = inputs[:, :F], inputs[:, F:]
-        pred = y + v
+        p, k, dt = inputs[:, :F], inputs[:, F:2 * F], inputs[:, 2 * F:2 * F + 1]
+        pred = y + v * dt
         r = p - pred
-        o, (h2, c2) = self.lstm(keras.ops.concatenate([r, p, k, v], axis=-1), [h, c])
+        o, (h2, c2) = self.lstm(keras.ops.concatenate([r, p, k, v, keras.ops.log(dt)], axis=-1), [h, c])
         g = keras.ops.sigmoid(self.gains(o))
         y2 = pred + g[:, :F] * r
-        v2 = v + g[:, F:] * r
+        v2 = v + g[:, F:] * r / dt
         return y2, [h2, c2, y2, v2]
 
     def get_config(self):
@@ -192,6 +200,7 @@ def build_smoother(units: int, seq_len: int | None = None) -> tuple[keras.Model,
     steps = seq_len if seq_len is not None else -1
     p = keras.Input((seq_len, J, 3), name="pose_in")
     k = keras.Input((seq_len, J, 3), name="keypoints")
+    d = keras.Input((seq_len, 1), name="dt")
     pf = layers.Reshape((steps, F))(p)
     kf = layers.Reshape((steps, F))(k)
     y0 = layers.Lambda(lambda t: t[:, 0, :], name="first_pose")(pf)
@@ -199,20 +208,29 @@ def build_smoother(units: int, seq_len: int | None = None) -> tuple[keras.Model,
                        name="zero_state")(pf)
     v0 = layers.Lambda(lambda t: keras.ops.zeros_like(t), name="zero_velocity")(y0)
     seq = layers.RNN(cell, return_sequences=True, name="rnn")(
-        layers.Concatenate()([pf, kf]), initial_state=[z0, z0, y0, v0])
-    seq_model = keras.Model([p, k], layers.Reshape((steps, J, 3), name="pose")(seq), name="smoother_seq")
+        layers.Concatenate()([pf, kf, d]), initial_state=[z0, z0, y0, v0])
+    seq_model = keras.Model([p, k, d], layers.Reshape((steps, J, 3), name="pose")(seq), name="smoother_seq")
 
     p1 = keras.Input((J, 3), name="pose_in")
     k1 = keras.Input((J, 3), name="keypoints")
+    d1 = keras.Input((1,), name="dt")
     h_in = keras.Input((units,), name="h_in")
     c_in = keras.Input((units,), name="c_in")
     y_in = keras.Input((J, 3), name="y_in")
     v_in = keras.Input((J, 3), name="v_in")
-    x1 = layers.Concatenate()([layers.Reshape((F,))(p1), layers.Reshape((F,))(k1)])
+    x1 = layers.Concatenate()([layers.Reshape((F,))(p1), layers.Reshape((F,))(k1), d1])
     out, (h_out, c_out, y_out, v_out) = cell(x1, [h_in, c_in, layers.Reshape((F,))(y_in),
                                                   layers.Reshape((F,))(v_in)])
     outputs = [layers.Reshape((J, 3), name="pose")(out),
                layers.Identity(name="h_out")(h_out), layers.Identity(name="c_out")(c_out),
                layers.Reshape((J, 3), name="y_out")(y_out), layers.Reshape((J, 3), name="v_out")(v_out)]
-    step_model = keras.Model([p1, k1, h_in, c_in, y_in, v_in], outputs, name="smoother")
+    step_model = keras.Model([p1, k1, d1, h_in, c_in, y_in, v_in], outputs, name="smoother")
     return seq_model, step_model
+
+
+def frame_dt(dt, n: int, steps: int):
+    """The smoother's ``dt`` input for ``n`` sequences of ``steps`` frames: (n, steps, 1)
+    float32, each sequence's frame interval (one number per sequence, or None: 1, 30 fps)."""
+    import numpy as np
+    per_seq = np.ones(n, np.float32) if dt is None else np.asarray(dt, np.float32).reshape(n)
+    return np.repeat(per_seq[:, None, None], steps, axis=1)

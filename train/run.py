@@ -102,14 +102,18 @@ class Run:
         return data
 
     def _smoother_data(self):
-        """The training data the LSTM learns from: the lifter's sequences, or with
-        ``data.smoother_speed`` set its own (played that many times as fast); at most
-        ``smoother_sequences`` of them, evenly spread over the real and synthetic ones (its
-        epochs are full passes, so more data would mean longer fits, not better lifting)."""
+        """The training data the LSTM learns from: its own sequences (``data.smoother_fps``:
+        cameras at 15-60 fps, each sequence's frame interval in ``train_dt``), or with that
+        None the lifter's (30 fps); at most ``smoother_sequences`` of them, evenly spread over
+        the real and synthetic ones (its epochs are full passes, so more data would mean
+        longer fits, not better lifting)."""
         d = self.data
-        x, y = (d.smoother_x, d.smoother_y) if d.smoother_x is not None else (d.train_x, d.train_y)
+        if d.smoother_x is not None:
+            x, y, dt = d.smoother_x, d.smoother_y, d.smoother_dt
+        else:
+            x, y, dt = d.train_x, d.train_y, None
         step = max(1, -(-len(x) // self.cfg.smoother_sequences))
-        return replace(d, train_x=x[::step], train_y=y[::step])
+        return replace(d, train_x=x[::step], train_y=y[::step], train_dt=None if dt is None else dt[::step])
 
     def done(self, stage: str) -> bool:
         marker = {"data": "data.json", "search": "best_params.json", "fit": "checkpoints/fit.json",
@@ -249,7 +253,8 @@ class Run:
                                lifter.inputs[0].shape[1])
         lifted = fit.lift_sequences(lifter, d.val_x[:16])
         parity = {"lifter_max_abs": export.lifter_parity(lifter, lpath, x),
-                  "smoother_stepwise_max_abs": export.smoother_parity(seq, spath, lifted, d.val_x[:16])}
+                  "smoother_stepwise_max_abs": export.smoother_parity(seq, spath, lifted, d.val_x[:16],
+                                                                      dt=np.geomspace(0.5, 2.0, 16))}
         if max(parity.values()) >= export.PARITY_TOL:
             raise RunError(f"ONNX export parity failed: {parity}")
         fitinfo = self._json("checkpoints/fit.json")
@@ -262,7 +267,7 @@ class Run:
             "lifter": export.entry(lpath, "CNN lifter: causal window of normalized 2D -> root-relative 3D, averaged with its run on the mirrored 2D",
                                    window=int(params["lifter"]["window"]), hyperparameters=params["lifter"],
                                    train_seconds=fitinfo["lifter"]["seconds"], **common),
-            "smoother": export.entry(spath, "streaming LSTM filter, one step, explicit state (h, c, previous pose, velocity)",
+            "smoother": export.entry(spath, "streaming LSTM filter, one step, the frame interval as input, explicit state (h, c, previous pose, velocity)",
                                      units=int(params["smoother"]["lstm_units"]),
                                      hyperparameters=params["smoother"],
                                      train_seconds=fitinfo["smoother"]["seconds"], **common),
