@@ -181,9 +181,14 @@ def test_stop_from_another_thread_wakes_consumer(detector):
 
 @needs_3d
 def test_3d_stage_on_video(detector):
-    """With the shipped lifter + LSTM: a 3D pose wherever there is a 2D one, stage timings."""
+    """With the shipped lifter + LSTM: a 3D pose wherever there is a 2D one, stage timings;
+    the pipeline hands the lifter each frame's time (1/30 s apart here), which the LSTM's frame
+    interval comes from, not the lifter's nominal rate (set to 15 fps on purpose)."""
+    import numpy as np
+
+    from posits.realtime import lift_sequence
     from posits.realtime.lift import PoseLifter
-    lifter = PoseLifter()
+    lifter = PoseLifter(fps=15.0)
     t0 = time.monotonic()
     with Pipeline(VideoSource(WALK), detector, lifter) as pipeline:
         results = list(pipeline)
@@ -195,3 +200,16 @@ def test_3d_stage_on_video(detector):
     poses = [r.pose3d.xyz for r in results if r.pose3d is not None]
     assert len(poses) >= 0.9 * 150
     assert all(p.shape == (33, 3) and p.dtype.name == "float32" for p in poses)
+    nan = np.full((33, 3), np.nan, np.float32)
+    kp = np.stack([r.pose2d.keypoints if r.pose2d is not None else nan for r in results])
+    got = np.stack([r.pose3d.xyz if r.pose3d is not None else nan for r in results])
+    with VideoSource(WALK) as source:
+        fps = source.fps
+    assert fps == pytest.approx(30.0, abs=0.1)
+    stage, want = PoseLifter(fps=15.0), []
+    for r in results:          # the same 2D, stepped by hand with the frames' times
+        pose = stage(r.pose2d, r.frame.index / fps) if r.pose2d is not None else stage(None)
+        want.append(pose.xyz if pose is not None else nan)
+    np.testing.assert_allclose(got, np.stack(want), atol=1e-5)
+    # at the nominal 15 fps (no frame times) the LSTM filters differently
+    assert not np.allclose(got, lift_sequence(kp, results[0].frame.size, fps=15.0), atol=1e-3, equal_nan=True)
