@@ -48,7 +48,7 @@ def test_filter_smoother_step_form_equals_sequence_form(kp2d):
         outs.append(out)
     np.testing.assert_allclose(np.stack(outs, axis=1), ref, atol=1e-5)
     assert not np.allclose(ref, pose, atol=1e-3)             # it does filter
-    at_30 = seq.predict([pose, kp2d, nets.frame_dt(None, 1, pose.shape[1])], verbose=0)
+    at_30 = seq.predict([pose, kp2d, nets.dt_input(None, 1, pose.shape[1])], verbose=0)
     assert not np.allclose(at_30[:, 2:], ref[:, 2:], atol=1e-4)   # and the frame interval counts
 
 

@@ -82,7 +82,7 @@ def evaluate(data: Dataset, models_dir: Path, baseline=None) -> dict:
     depth_scale = float((xn * yn).sum() / (xn * xn).sum())          # 2D units -> metres
     preds: dict[str, list] = {m: [] for m in METHODS}
     gts, clips, framing = [], [], []
-    # the 15 fps views are below the LSTM's trained rates on purpose (they measure its lag):
+    # the 15 fps views are below the rate the LSTM keeps up from on purpose (they measure its lag):
     # lift_sequence's warning about that would repeat for each of them
     lift_log = logging.getLogger("posits.realtime.lift")
     level = lift_log.level

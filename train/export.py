@@ -70,8 +70,8 @@ def smoother_parity(seq_model, onnx_path: Path, pose: np.ndarray, kp: np.ndarray
     frame by frame, its state fed back by the live loop's own Smoother: pose, kp (N, T, 33, 3);
     ``dt`` (N,): each sequence's frame interval in 30 fps frames (None: 1)."""
     from posits.realtime.lift import Smoother
-    from .nets import frame_dt
-    dts = frame_dt(dt, pose.shape[0], pose.shape[1])
+    from .nets import dt_input
+    dts = dt_input(dt, pose.shape[0], pose.shape[1])
     ref = seq_model.predict([pose, kp, dts], verbose=0)
     worst = 0.0
     for n in range(pose.shape[0]):

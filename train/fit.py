@@ -116,8 +116,8 @@ def fit_smoother(params: dict, lifted_train: np.ndarray, data: Dataset, lifted_v
     loss = smoother_loss(float(params.get("vel_weight", 2.0)), float(params.get("acc_weight", 4.0)))
     seq_model.compile(optimizer=keras.optimizers.Adam(float(params.get("lstm_lr", 1e-3)), clipnorm=1.0),
                       loss=loss)
-    dt_train = nets.frame_dt(data.train_dt, n, steps)
-    dt_val = nets.frame_dt(None, len(data.val_x), data.val_x.shape[1])
+    dt_train = nets.dt_input(data.train_dt, n, steps)
+    dt_val = nets.dt_input(None, len(data.val_x), data.val_x.shape[1])
     hist = seq_model.fit([lifted_train, data.train_x, dt_train], data.train_y, batch_size=batch, epochs=epochs,
                          validation_data=([lifted_val, data.val_x, dt_val], data.val_y), verbose=0,
                          callbacks=_callbacks(patience, progress), shuffle=True)

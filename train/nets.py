@@ -228,7 +228,7 @@ def build_smoother(units: int, seq_len: int | None = None) -> tuple[keras.Model,
     return seq_model, step_model
 
 
-def frame_dt(dt, n: int, steps: int):
+def dt_input(dt, n: int, steps: int):
     """The smoother's ``dt`` input for ``n`` sequences of ``steps`` frames: (n, steps, 1)
     float32, each sequence's frame interval (one number per sequence, or None: 1, 30 fps)."""
     import numpy as np

@@ -161,8 +161,8 @@ def smoother_score(seq_model, lifted_val: np.ndarray, data: Dataset) -> float:
     ACCEL_RATIO of the lifter's own, either way: the LSTM must make the motion as steady as
     the target asks without costing accuracy (one that jitters pays above the aim; one that
     smooths past it lags everyday motion, which the validation clips under-price)."""
-    from .nets import frame_dt
-    dt = frame_dt(None, len(data.val_x), data.val_x.shape[1])           # validation: 30 fps
+    from .nets import dt_input
+    dt = dt_input(None, len(data.val_x), data.val_x.shape[1])           # validation: 30 fps
     pred = seq_model.predict([lifted_val, data.val_x, dt], verbose=0, batch_size=256)
     return smoothing_score(pred, lifted_val, data.val_y)
 
