@@ -58,6 +58,30 @@ def test_mix_limbs_keeps_the_torso_and_takes_whole_limbs(walk):
     assert taken > 0
 
 
+def test_turn_joints_makes_new_poses_with_the_same_body(walk):
+    """Turned joints: every bone keeps its length (the hands, feet and face move as rigid
+    parts; the hip-to-shoulder sides of the torso bend and twist with the spine), elbows and knees stay within 0-150 degrees and bend in their own plane, the hips
+    stay where they were, and the motion stays as smooth as it was."""
+    rng = np.random.default_rng(5)
+    turned = dataset.turn_joints(walk, 20.0, rng)
+    bones = np.array([b for b in skeleton.BONES if b not in ((23, 11), (24, 12))])
+
+    def lengths(j):
+        return np.linalg.norm(j[:, bones[:, 1]] - j[:, bones[:, 0]], axis=-1)
+
+    np.testing.assert_allclose(lengths(turned), lengths(walk), atol=1e-5)
+    np.testing.assert_allclose(turned[:, 23:25], walk[:, 23:25], atol=1e-6)
+    moved = np.linalg.norm(turned - walk, axis=-1)                # (T, 33)
+    assert np.median(moved[:, [15, 16, 27, 28]]) > 0.03          # new poses, not jitter
+    for a, b, c in ((11, 13, 15), (12, 14, 16), (23, 25, 27), (24, 26, 28)):
+        u, v = turned[:, b] - turned[:, a], turned[:, c] - turned[:, b]
+        cos = np.sum(u * v, -1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)
+        assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() <= 150.0 + 1e-3
+    accel = lambda j: np.abs(np.diff(j, 2, axis=0)).max()
+    assert accel(turned) < 2.0 * accel(walk)
+    np.testing.assert_allclose(dataset.turn_joints(walk, 0.0, rng), walk, atol=1e-6)
+
+
 def test_camera_sees_person_upright_and_in_front(walk):
     rng = np.random.default_rng(3)
     for _ in range(20):

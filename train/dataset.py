@@ -29,7 +29,7 @@ VAL_CLIPS = ("deepmimic/punch", "deepmimic/kick")
 #: Seed offset of the held-out synthetic seated clips (training synthesizes with ``cfg.seed``).
 SEATED_TEST_SEED = 10_000
 #: Bumped when the way data is made changes (part of the cache key).
-DATA_VERSION = 8
+DATA_VERSION = 9
 
 SEGMENTS = ("hip", "torso", "shoulder", "head", "upper_arm", "forearm", "hand", "thigh", "shin", "foot")
 ARM = (13, 15, 17, 19, 21)      # left arm below the shoulder (mirror for the right)
@@ -57,6 +57,8 @@ class DataConfig:
                                       # drawn log-uniformly in lo-hi, the frame interval given to
                                       # the LSTM; None: the lifter's sequences, all at 30 fps
     limb_mix: float = 0.5             # probability of taking limbs from another clip (mix_limbs)
+    joint_turn: float = 10.0          # std (degrees) of the joint turns given to the real clips'
+                                      # sequences (turn_joints); 0: none (before run full24)
     close_up: float = 0.3             # probability of a webcam close-up (project.close_camera)
     test_close_cameras: int = 4       # close-up cameras per test clip (reported separately)
     test_seated_clips: int = 8        # held-out synthetic seated clips (other seed), 2 whole-body
@@ -141,11 +143,79 @@ def mix_limbs(joints: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -
     return out
 
 
+def _rotations(rotvec: np.ndarray) -> np.ndarray:
+    """Rotation vectors (T, 3) (radians) -> rotation matrices (T, 3, 3) (Rodrigues)."""
+    th = np.linalg.norm(rotvec, axis=-1)[:, None, None]
+    k = rotvec / np.maximum(th[:, :, 0], 1e-12)
+    K = np.zeros((len(k), 3, 3))
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    K = K - K.transpose(0, 2, 1)
+    return np.eye(3) + np.sin(th) * K + (1.0 - np.cos(th)) * (K @ K)
+
+
+def _turn(out: np.ndarray, points, pivot: np.ndarray, rot: np.ndarray) -> None:
+    """Rotate ``points`` of (T, 33, 3) ``out`` about ``pivot`` (T, 3) by ``rot`` (T, 3, 3), in place."""
+    rel = out[:, list(points)] - pivot[:, None]
+    out[:, list(points)] = pivot[:, None] + np.einsum("tij,tkj->tki", rot, rel)
+
+
+def _swing(T: int, std: float, rng, dims: int) -> np.ndarray:
+    """(T, dims) radians: a random offset plus a slow random swing (period 1-4 s at 30 fps)."""
+    t = np.arange(T)[:, None] / 30.0
+    return (rng.normal(0.0, std, dims) + rng.normal(0.0, std / 2, dims)
+            * np.sin(2 * np.pi * t / rng.uniform(1.0, 4.0, dims) + rng.uniform(0, 2 * np.pi, dims)))
+
+
+FACE = tuple(range(11))
+HINGES = ((11, 13, (15, 17, 19, 21)), (23, 25, (27, 29, 31)))   # (parent, hinge, below): elbow, knee
+HINGE_MAX = np.radians(150.0)
+BENT = np.sin(np.radians([5.0, 20.0]))   # a hinge's turn fades in as it bends from 5 to 20 degrees
+
+
+def turn_joints(joints: np.ndarray, std_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """New poses near the clip's own: (T, 33, 3) motion with its joints turned a little.
+
+    Each elbow and knee flexes or extends (about its hinge axis, kept within 0-150 degrees;
+    the turn fades out as the joint straightens, where the axis is undefined), each shoulder and hip
+    turns about all three axes, the head about the shoulders and the upper body about the hips
+    (half and a third of ``std_deg``). Every turn is a random offset plus a slow swing, so the
+    motion stays smooth; every bone keeps its length. Children are turned before their parents,
+    so each turn carries the ones below it along.
+    """
+    std = np.radians(std_deg)
+    out = joints.astype(np.float64, copy=True)
+    T = len(out)
+    for side in (0, 1):
+        for parent, hinge, below in HINGES:
+            a, b = (parent, hinge) if side == 0 else (int(MIRROR[parent]), int(MIRROR[hinge]))
+            pts = below if side == 0 else tuple(int(MIRROR[j]) for j in below)
+            upper, lower = out[:, b] - out[:, a], out[:, pts[0]] - out[:, b]
+            axis = np.cross(upper, lower)
+            norm = np.linalg.norm(axis, axis=-1)
+            lens = np.linalg.norm(upper, axis=-1) * np.linalg.norm(lower, axis=-1) + 1e-12
+            flex = np.arctan2(norm / lens, np.sum(upper * lower, axis=-1) / lens)
+            delta = np.clip(flex + _swing(T, std, rng, 1)[:, 0], 0.0, HINGE_MAX) - flex
+            delta *= np.clip((norm / lens - BENT[0]) / (BENT[1] - BENT[0]), 0.0, 1.0)
+            axis = axis / np.maximum(norm, 1e-12)[:, None]
+            _turn(out, pts, out[:, b], _rotations(axis * delta[:, None]))
+    for root, limb in LIMBS:                                      # shoulders and hips
+        _turn(out, limb, out[:, root], _rotations(_swing(T, std, rng, 3)))
+    shoulders = out[:, 11:13].mean(axis=1)
+    _turn(out, FACE, shoulders, _rotations(_swing(T, std / 2, rng, 3)))
+    hips = out[:, 23:25].mean(axis=1)
+    _turn(out, FACE + (11, 12) + ARM + tuple(int(MIRROR[j]) for j in ARM), hips,
+          _rotations(_swing(T, std / 3, rng, 3)))
+    return out.astype(joints.dtype)
+
+
 def augment(joints: np.ndarray, donor: np.ndarray | None, cfg: DataConfig,
-            rng: np.random.Generator) -> np.ndarray:
-    """One random augmentation of a (T, 33, 3) clip segment (world frame)."""
+            rng: np.random.Generator, turn: bool = False) -> np.ndarray:
+    """One random augmentation of a (T, 33, 3) clip segment (world frame); ``turn``: with
+    joints turned (``turn_joints``, ``cfg.joint_turn``)."""
     if donor is not None and rng.random() < cfg.limb_mix:
         joints = mix_limbs(joints, donor[: len(joints)], rng)
+    if turn and cfg.joint_turn > 0:
+        joints = turn_joints(joints, cfg.joint_turn, rng)
     if rng.random() < cfg.mirror:
         joints = mirror(joints)
     factors = {}
@@ -199,7 +269,7 @@ def make_camera(joints: np.ndarray, close_up: bool, rng) -> tuple[np.ndarray, pr
 
 
 def make_sequences(clips: list[np.ndarray], n: int, cfg: DataConfig, rng: np.random.Generator,
-                   augment_on: bool = True, frame_dt=None) -> tuple[np.ndarray, np.ndarray]:
+                   augment_on: bool = True, frame_dt=None, turn: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """n sample sequences -> (x2d (n, L, 33, 3) normalized 2D, y3d (n, L, 33, 3) root-relative).
     ``frame_dt`` (n,): the sequences as cameras with these frame intervals (in 30 fps frames)
     see the motion (None: 30 fps)."""
@@ -208,7 +278,7 @@ def make_sequences(clips: list[np.ndarray], n: int, cfg: DataConfig, rng: np.ran
     donors = list(_segments(clips, n, cfg, rng, augment_on, frame_dt)) if augment_on else None
     for i, seg in enumerate(_segments(clips, n, cfg, rng, augment_on, frame_dt)):
         if augment_on:
-            seg = augment(seg, donors[i], cfg, rng)
+            seg = augment(seg, donors[i], cfg, rng, turn)
         seg, camera = make_camera(seg, rng.random() < cfg.close_up, rng)
         cam3d, px = project.view(seg, camera)
         xs.append(normalize_2d(project.corrupt(px, camera.size, rng, noise, depth=cam3d[..., 2])))
@@ -305,7 +375,7 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
     rng = np.random.default_rng(cfg.seed)
     train, val, test = split_clips(load_motion())
     synth = [c.joints for c in synth_clips(cfg.synth_clips, 300, seed=cfg.seed, seated=cfg.synth_seated)]
-    rx, ry = make_sequences([c.joints for c in train], cfg.real_sequences, cfg, rng)
+    rx, ry = make_sequences([c.joints for c in train], cfg.real_sequences, cfg, rng, turn=True)
     sx, sy = make_sequences(synth, cfg.synth_sequences, cfg, rng)
     vx, vy = make_sequences([c.joints for c in val], cfg.val_sequences, cfg, rng, augment_on=False)
     # Each kind of test view has a generator of its own: its draws do not depend on the
@@ -328,7 +398,7 @@ def build(cfg: DataConfig, cache_dir: Path | None = None, progress=None) -> Data
         lrng = np.random.default_rng([cfg.seed, 7923])
         n_real, n_synth = cfg.real_sequences // 2, cfg.synth_sequences // 2
         lstm_dt = np.exp(lrng.uniform(np.log(30.0 / hi), np.log(30.0 / lo), n_real + n_synth)).astype(np.float32)
-        lrx, lry = make_sequences([c.joints for c in train], n_real, cfg, lrng, frame_dt=lstm_dt[:n_real])
+        lrx, lry = make_sequences([c.joints for c in train], n_real, cfg, lrng, frame_dt=lstm_dt[:n_real], turn=True)
         lsx, lsy = make_sequences(synth, n_synth, cfg, lrng, frame_dt=lstm_dt[n_real:])
         lstm_x, lstm_y = np.concatenate([lrx, lsx]), np.concatenate([lry, lsy])
     info = {"config": asdict(cfg), "key": cfg.key(),
