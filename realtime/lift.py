@@ -299,8 +299,9 @@ class PoseLifter:
 
     #: Below this rate the LSTM filter lags even when it knows the frame interval: with fewer
     #: frames per second, telling motion from jitter takes longer. Measured with the shipped
-    #: models (run full23, held-out clips resampled, 24 views per rate), MPJPE over the lifter
-    #: alone: +17.5 mm at 15 fps, +9.2 at 20, +4.1 at 24, +1.8 at 30, -1.2 at 60.
+    #: models (held-out clips resampled, 24 views per rate), MPJPE over the lifter alone:
+    #: run full25 +18.4 mm at 15 fps, +10.6 at 20, +4.2 at 24, +2.4 at 30, -1.3 at 60
+    #: (full23: +17.5, +9.2, +4.1, +1.8, -1.2).
     STEADY_FPS = 24.0
 
     def lag_fps(self) -> float | None:
