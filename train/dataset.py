@@ -160,7 +160,10 @@ def _turn(out: np.ndarray, points, pivot: np.ndarray, rot: np.ndarray) -> None:
 
 
 def _swing(T: int, std: float, rng, dims: int) -> np.ndarray:
-    """(T, dims) radians: a random offset plus a slow random swing (period 1-4 s at 30 fps)."""
+    """(T, dims) radians: a random offset plus a slow random swing of period 30-120 frames
+    (1-4 s at 30 fps; the LSTM's sequences from cameras at other rates swing that many of their
+    own frames, so at 60 fps twice as fast in real time: a known wart, kept so that the code
+    reproduces the shipped run full25)."""
     t = np.arange(T)[:, None] / 30.0
     return (rng.normal(0.0, std, dims) + rng.normal(0.0, std / 2, dims)
             * np.sin(2 * np.pi * t / rng.uniform(1.0, 4.0, dims) + rng.uniform(0, 2 * np.pi, dims)))
