@@ -170,7 +170,6 @@ def _swing(T: int, std: float, rng, dims: int) -> np.ndarray:
 
 
 FACE = tuple(range(11))
-HINGES = ((11, 13, (15, 17, 19, 21)), (23, 25, (27, 29, 31)))   # (parent, hinge, below): elbow, knee
 HINGE_MAX = np.radians(150.0)
 BENT = np.sin(np.radians([5.0, 20.0]))   # a hinge's turn fades in as it bends from 5 to 20 degrees
 
@@ -188,26 +187,25 @@ def turn_joints(joints: np.ndarray, std_deg: float, rng: np.random.Generator) ->
     std = np.radians(std_deg)
     out = joints.astype(np.float64, copy=True)
     T = len(out)
-    for side in (0, 1):
-        for parent, hinge, below in HINGES:
-            a, b = (parent, hinge) if side == 0 else (int(MIRROR[parent]), int(MIRROR[hinge]))
-            pts = below if side == 0 else tuple(int(MIRROR[j]) for j in below)
-            upper, lower = out[:, b] - out[:, a], out[:, pts[0]] - out[:, b]
-            axis = np.cross(upper, lower)
-            norm = np.linalg.norm(axis, axis=-1)
-            lens = np.linalg.norm(upper, axis=-1) * np.linalg.norm(lower, axis=-1) + 1e-12
-            flex = np.arctan2(norm / lens, np.sum(upper * lower, axis=-1) / lens)
-            delta = np.clip(flex + _swing(T, std, rng, 1)[:, 0], 0.0, HINGE_MAX) - flex
-            delta *= np.clip((norm / lens - BENT[0]) / (BENT[1] - BENT[0]), 0.0, 1.0)
-            axis = axis / np.maximum(norm, 1e-12)[:, None]
-            _turn(out, pts, out[:, b], _rotations(axis * delta[:, None]))
+    # elbows and knees: each limb of LIMBS starts at its hinge, the points below it follow
+    # (left arm, left leg, then the right ones)
+    for root, (hinge, *below) in LIMBS[0::2] + LIMBS[1::2]:
+        upper, lower = out[:, hinge] - out[:, root], out[:, below[0]] - out[:, hinge]
+        axis = np.cross(upper, lower)
+        norm = np.linalg.norm(axis, axis=-1)
+        lens = np.linalg.norm(upper, axis=-1) * np.linalg.norm(lower, axis=-1) + 1e-12
+        flex = np.arctan2(norm / lens, np.sum(upper * lower, axis=-1) / lens)
+        delta = np.clip(flex + _swing(T, std, rng, 1)[:, 0], 0.0, HINGE_MAX) - flex
+        delta *= np.clip((norm / lens - BENT[0]) / (BENT[1] - BENT[0]), 0.0, 1.0)
+        axis = axis / np.maximum(norm, 1e-12)[:, None]
+        _turn(out, below, out[:, hinge], _rotations(axis * delta[:, None]))
     for root, limb in LIMBS:                                      # shoulders and hips
         _turn(out, limb, out[:, root], _rotations(_swing(T, std, rng, 3)))
     shoulders = out[:, 11:13].mean(axis=1)
     _turn(out, FACE, shoulders, _rotations(_swing(T, std / 2, rng, 3)))
     hips = out[:, 23:25].mean(axis=1)
-    _turn(out, FACE + (11, 12) + ARM + tuple(int(MIRROR[j]) for j in ARM), hips,
-          _rotations(_swing(T, std / 3, rng, 3)))
+    arms = LIMBS[0][1] + LIMBS[1][1]
+    _turn(out, FACE + (11, 12) + arms, hips, _rotations(_swing(T, std / 3, rng, 3)))
     return out.astype(joints.dtype)
 
 
